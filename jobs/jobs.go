@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	lsql "github.com/locksmithhq/locksmith/sql"
+	"github.com/locksmithhq/locksmith/tenants/seal"
+)
+
+// Config holds the dependencies of the workers.
+type Config struct {
+	DB     *lsql.DB
+	Sealer *seal.Sealer
+	Logger *slog.Logger
+	// Work, when false, builds an insert-only client (serve --no-worker).
+	Work bool
+	// MaxWorkers bounds concurrently running jobs on the default queue; 0 means 50.
+	MaxWorkers int
+}
+
+// NewClient builds the River client with every worker and periodic job.
+func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
+	switch {
+	case cfg.DB == nil:
+		return nil, errors.New("jobs: db is required")
+	case cfg.Sealer == nil:
+		return nil, errors.New("jobs: sealer is required")
+	case cfg.Logger == nil:
+		return nil, errors.New("jobs: logger is required")
+	}
+	if cfg.MaxWorkers == 0 {
+		cfg.MaxWorkers = 50
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &RewrapWorker{sealer: cfg.Sealer, logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("jobs: add worker: %w", err)
+	}
+	rc := &river.Config{
+		Logger:  cfg.Logger,
+		Workers: workers,
+	}
+	if cfg.Work {
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.MaxWorkers}}
+		rc.FetchCooldown = 5 * time.Millisecond
+		rc.PeriodicJobs = []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+				return RewrapArgs{}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+		}
+	}
+	client, err := river.NewClient(riverpgxv5.New(cfg.DB.Pool()), rc)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: river client: %w", err)
+	}
+	return client, nil
+}
+
+// RewrapArgs asks for every tenant data key not wrapped by the current master
+// key to be re-wrapped (after `LOCKSMITH_MASTER_KEY` gained a new first key).
+type RewrapArgs struct{}
+
+// Kind is River's job kind.
+func (RewrapArgs) Kind() string { return "rewrap_data_keys" }
+
+// InsertOpts makes the job unique while it is waiting or running.
+func (RewrapArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+	}}}
+}
+
+// RewrapWorker runs RewrapArgs jobs through seal.Sealer.RewrapAll.
+type RewrapWorker struct {
+	river.WorkerDefaults[RewrapArgs]
+	sealer *seal.Sealer
+	logger *slog.Logger
+}
+
+// Work re-wraps; it is idempotent, so a retry after a partial run is safe.
+func (w *RewrapWorker) Work(ctx context.Context, job *river.Job[RewrapArgs]) error {
+	n, err := w.sealer.RewrapAll(ctx)
+	if err != nil {
+		return fmt.Errorf("jobs: rewrap data keys: %w", err)
+	}
+	if n > 0 {
+		w.logger.InfoContext(ctx, "data keys re-wrapped", "count", n, "job_kind", job.Kind)
+	}
+	return nil
+}

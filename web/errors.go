@@ -1,0 +1,92 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/locksmithhq/locksmith/tenants"
+)
+
+// statusError is an error the web layer raises itself, with an explicit status.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// problem is an RFC 9457 problem details body.
+type problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// statusAndMessage maps an error to a status and the message safe to show.
+func statusAndMessage(err error) (int, string, string) {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status, se.msg, ""
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge, "the request body is too large", ""
+	}
+	var pub *tenants.Error
+	msg, field := "", ""
+	if errors.As(err, &pub) {
+		msg, field = pub.Message, pub.Field
+	}
+	switch {
+	case errors.Is(err, tenants.ErrNotFound):
+		return http.StatusNotFound, orDefault(msg, "not found"), field
+	case errors.Is(err, tenants.ErrForbidden):
+		return http.StatusForbidden, orDefault(msg, "you don't have permission to do that"), field
+	case errors.Is(err, tenants.ErrConflict):
+		return http.StatusConflict, orDefault(msg, "that conflicts with something that already exists"), field
+	case errors.Is(err, tenants.ErrInvalid):
+		return http.StatusBadRequest, orDefault(msg, "the request is invalid"), field
+	}
+	return http.StatusInternalServerError, "", ""
+}
+
+func orDefault(s, d string) string {
+	if s != "" {
+		return s
+	}
+	return d
+}
+
+// writeError is the one place that turns an error into a response. Unknown
+// errors are logged with the request id and answered with a 500 that shows
+// only the request id.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg, field := statusAndMessage(err)
+	rid := RequestID(r.Context())
+	if status == http.StatusInternalServerError {
+		s.cfg.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", rid)
+		msg = "something went wrong on our side; quote request id " + rid + " if you contact support"
+	}
+	if wantsJSON(r) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: msg, Field: field, RequestID: rid})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+func wantsJSON(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/api/") ||
+		strings.Contains(r.Header.Get("Accept"), "json") ||
+		strings.Contains(r.Header.Get("Content-Type"), "json")
+}

@@ -1,0 +1,119 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// DefaultMaxBodyBytes caps request bodies (1 MiB) unless a route sets its own.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Readiness reports whether the server can serve traffic: the database
+// answers and its schema is current.
+type Readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// Config holds the Server's dependencies.
+type Config struct {
+	// Logger receives one line per request and every unexpected error. Required.
+	Logger *slog.Logger
+	// BaseURL is the public URL (LOCKSMITH_BASE_URL). Required.
+	BaseURL *url.URL
+	// Ready backs /readyz. Required.
+	Ready Readiness
+	// Registry receives the HTTP metrics and is served at /metrics. Required.
+	Registry *prometheus.Registry
+	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server is Locksmith's HTTP handler.
+type Server struct {
+	cfg     Config
+	mux     *http.ServeMux
+	handler http.Handler
+	metrics *httpMetrics
+}
+
+// New builds the server and its route table.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Logger == nil:
+		return nil, errors.New("web: logger is required")
+	case cfg.BaseURL == nil || cfg.BaseURL.Host == "":
+		return nil, errors.New("web: base URL is required")
+	case cfg.Ready == nil:
+		return nil, errors.New("web: readiness check is required")
+	case cfg.Registry == nil:
+		return nil, errors.New("web: metrics registry is required")
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	m, err := newHTTPMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), metrics: m}
+	s.routes()
+	s.handler = s.middleware(s.mux)
+	return s, nil
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Handle registers a handler that returns an error, under a Go method
+// pattern such as "GET /healthz". Other packages' routes are added through it
+// by cmd, so there is still one route table.
+func (s *Server) Handle(pattern string, h HandlerFunc) {
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}))
+}
+
+// HTTPServer wraps the handler in an http.Server with production timeouts.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// HandlerFunc is an HTTP handler that returns an error; the server maps the
+// error to a response in one place (writeError).
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) routes() {
+	s.Handle("GET /healthz", s.healthz)
+	s.Handle("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	s.Handle("/", func(w http.ResponseWriter, r *http.Request) error {
+		return &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("no page at %s", r.URL.Path)}
+	})
+}
+
+// NewRegistry returns a Prometheus registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
