@@ -106,7 +106,7 @@ func (s *Server) routes() {
 	s.Handle("GET /healthz", s.healthz)
 	s.Handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
-	s.Handle("/", func(w http.ResponseWriter, r *http.Request) error {
+	s.Handle("GET /", func(w http.ResponseWriter, r *http.Request) error {
 		return &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("no page at %s", r.URL.Path)}
 	})
 }
