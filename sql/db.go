@@ -117,6 +117,21 @@ func (db *DB) InTenant(ctx context.Context, tenantID uuid.UUID, fn func(pgx.Tx) 
 	})
 }
 
+// InAccount runs fn inside one transaction in which app.account_id is set
+// to accountID with transaction scope: row-level security then also shows
+// the account's own membership rows across tenants (to list its tenants).
+func (db *DB) InAccount(ctx context.Context, accountID uuid.UUID, fn func(pgx.Tx) error) error {
+	if accountID == uuid.Nil {
+		return errors.New("sql: InAccount: account id is required")
+	}
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('app.account_id', $1, true)", accountID.String()); err != nil {
+			return fmt.Errorf("sql: set account: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
 // InTx runs fn in a transaction with no tenant set: only tables that are not
 // tenant-owned are visible.
 func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
