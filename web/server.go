@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/locksmithhq/locksmith/tenants"
 )
 
 // DefaultMaxBodyBytes caps request bodies (1 MiB) unless a route sets its own.
@@ -33,6 +35,8 @@ type Config struct {
 	Ready Readiness
 	// Registry receives the HTTP metrics and is served at /metrics. Required.
 	Registry *prometheus.Registry
+	// Tenants is the tenant domain (console, admin API). Required.
+	Tenants *tenants.Service
 	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 }
@@ -56,6 +60,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("web: readiness check is required")
 	case cfg.Registry == nil:
 		return nil, errors.New("web: metrics registry is required")
+	case cfg.Tenants == nil:
+		return nil, errors.New("web: tenants service is required")
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes

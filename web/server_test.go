@@ -31,11 +31,13 @@ func setup(t *testing.T, ready error, base string) *testBundle {
 	logs := &strings.Builder{}
 	u, err := url.Parse(base)
 	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(Config{
-		Logger:   slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:   logger,
 		BaseURL:  u,
 		Ready:    fakeReady{ready},
 		Registry: NewRegistry(),
+		Tenants:  newTenantsService(t, logger, base),
 	})
 	require.NoError(t, err)
 	s.Handle("GET /panic", func(w http.ResponseWriter, r *http.Request) error { panic("kaboom") })

@@ -16,6 +16,8 @@ import (
 
 	"github.com/locksmithhq/locksmith/jobs"
 	lsql "github.com/locksmithhq/locksmith/sql"
+	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/egress"
 	"github.com/locksmithhq/locksmith/tenants/seal"
 	"github.com/locksmithhq/locksmith/web"
 )
@@ -40,6 +42,8 @@ type Main struct {
 
 	DB       *lsql.DB
 	Sealer   *seal.Sealer
+	Egress   *egress.Client
+	Tenants  *tenants.Service
 	River    *river.Client[pgx.Tx]
 	Server   *web.Server
 	http     *http.Server
@@ -65,6 +69,18 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Sealer, err = seal.New(db, m.Config.MasterKeys); err != nil {
 		return err
 	}
+	if m.Egress, err = egress.New(egress.Options{AllowPrivate: m.Config.AllowPrivate}); err != nil {
+		return err
+	}
+	baseURL := ""
+	if m.Config.BaseURL != nil {
+		baseURL = m.Config.BaseURL.String()
+	} else {
+		baseURL = "http://localhost"
+	}
+	if m.Tenants, err = tenants.New(tenants.Config{DB: db, Sealer: m.Sealer, Egress: m.Egress, Logger: m.Logger, BaseURL: baseURL}); err != nil {
+		return err
+	}
 	if m.River, err = jobs.NewClient(jobs.Config{DB: db, Sealer: m.Sealer, Logger: m.Logger, Work: m.Work}); err != nil {
 		return err
 	}
@@ -73,6 +89,7 @@ func (m *Main) Open(ctx context.Context) error {
 			Logger:   m.Logger,
 			BaseURL:  m.Config.BaseURL,
 			Ready:    readiness{db},
+			Tenants:  m.Tenants,
 			Registry: web.NewRegistry(),
 		}); err != nil {
 			return err
