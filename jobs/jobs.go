@@ -45,7 +45,9 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		return nil, fmt.Errorf("jobs: add worker: %w", err)
 	}
 	rc := &river.Config{
-		Logger:  cfg.Logger,
+		// River reports routine progress at info level every few seconds;
+		// only its warnings and errors reach Locksmith's log.
+		Logger:  slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}),
 		Workers: workers,
 	}
 	if cfg.Work {
@@ -96,4 +98,22 @@ func (w *RewrapWorker) Work(ctx context.Context, job *river.Job[RewrapArgs]) err
 		w.logger.InfoContext(ctx, "data keys re-wrapped", "count", n, "job_kind", job.Kind)
 	}
 	return nil
+}
+
+// minLevel drops records below level.
+type minLevel struct {
+	slog.Handler
+	level slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.level && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.level}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.level}
 }
