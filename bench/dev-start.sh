@@ -59,10 +59,10 @@ health="" ready=""
 for _ in $(seq 1 1200); do
   now=$(date +%s.%N)
   if [[ -z "$health" ]] && curl -fsS -o /dev/null http://127.0.0.1:8080/healthz 2>/dev/null; then
-    health=$(echo "$now - $start" | bc)
+    health=$(awk -v a="$now" -v b="$start" 'BEGIN { print a - b }')
   fi
   if [[ -n "$health" && -z "$ready" ]] && curl -fsS -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null; then
-    ready=$(echo "$now - $start" | bc); break
+    ready=$(awk -v a="$now" -v b="$start" 'BEGIN { print a - b }'); break
   fi
   if ! kill -0 "$dev_pid" 2>/dev/null; then echo "make dev exited early:"; tail -n 30 "$work/dev.log"; exit 1; fi
   sleep 0.1

@@ -213,3 +213,18 @@ func (s *Service) SetPasswordWithToken(ctx context.Context, token, password stri
 	}
 	return a, nil
 }
+
+// EnsureAccount returns the account with that email, creating it without a
+// password if it doesn't exist (bootstrap: the owner then sets a password
+// through a SetPasswordToken link).
+func (s *Service) EnsureAccount(ctx context.Context, email string) (Account, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return Account{}, err
+	}
+	a, err := s.createAccount(ctx, e, "")
+	if errors.Is(err, ErrConflict) {
+		return s.AccountByEmail(ctx, e)
+	}
+	return a, err
+}

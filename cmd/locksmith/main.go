@@ -40,6 +40,8 @@ commands:
   worker                run River workers only
   migrate               apply database migrations (idempotent, safe to run concurrently)
   dev                   run a local stack with a demo tenant (what make dev runs)
+  tenant create --slug S --name N --owner-email E
+                        create a tenant and its owner; prints JSON with an API key and a set-password link
   keys generate [--id ID]  print a new LOCKSMITH_MASTER_KEY entry
   version               print the version
 `
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdMigrate(ctx, rest, getenv, stderr)
 	case "dev":
 		err = cmdDev(ctx, rest, getenv, stdout, stderr)
+	case "tenant":
+		err = cmdTenant(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		err = cmdKeys(rest, stdout)
 	case "version", "--version", "-v":

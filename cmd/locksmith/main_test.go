@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -241,4 +243,46 @@ func TestSIGTERMFinishesInFlightRequest(t *testing.T) {
 	err = cmd.Wait()
 	require.NoError(t, err, "process should exit 0 after SIGTERM; stderr:\n%s", stderr.String())
 	require.Contains(t, stderr.String(), "shutting down")
+}
+
+func TestTenantCreate(t *testing.T) {
+	t.Parallel()
+	env := goodEnv(t)
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(binary, append([]string{"tenant", "create"}, args...)...)
+		cmd.Env = envList(env)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			code = exitErr.ExitCode()
+		}
+		return out.String(), errb.String(), code
+	}
+	out, errOut, code := run("--slug", "bootstrap-co", "--name", "Bootstrap Co", "--owner-email", "owner@bootstrap.example")
+	require.Equal(t, 0, code, errOut)
+	var got map[string]string
+	require.NoError(t, json.Unmarshal([]byte(out), &got))
+	require.NotEmpty(t, got["tenant_id"])
+	require.True(t, strings.HasPrefix(got["api_key"], "lsk_"), got["api_key"])
+	require.Contains(t, got["set_password_url"], "/set-password?token=")
+	require.Equal(t, "http://localhost:8080/t/bootstrap-co/mcp", got["mcp_url"])
+
+	_, errOut, code = run("--slug", "bootstrap-co", "--name", "Again", "--owner-email", "owner@bootstrap.example")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--slug: that slug is taken")
+
+	_, errOut, code = run("--slug", "API", "--name", "x", "--owner-email", "owner@bootstrap.example")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--slug:")
+
+	_, errOut, code = run("--slug", "fine-slug", "--name", "x", "--owner-email", "not-an-email")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "--owner-email: enter an email address")
+
+	_, errOut, code = run("--slug", "fine-slug")
+	require.Equal(t, 2, code)
+	require.Contains(t, errOut, "is required")
 }
