@@ -93,7 +93,7 @@ func (s *Service) AuthenticateAPIKey(ctx context.Context, key string) (APIPrinci
 	}
 	hexID, _, ok := strings.Cut(rest, "_")
 	tenantID, err := uuid.Parse(hexID)
-	if !ok || err != nil || len(hexID) != 32 {
+	if !ok || err != nil || len(hexID) != 32 || tenantID == uuid.Nil {
 		return APIPrincipal{}, ErrNotFound
 	}
 	p := APIPrincipal{TenantID: tenantID}

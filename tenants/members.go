@@ -119,7 +119,8 @@ func guardLastOwner(ctx context.Context, tx pgx.Tx, tenantID, accountID uuid.UUI
 	var others int
 	var isOwner bool
 	err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE role = 'owner' AND account_id <> $2),
-		bool_or(role = 'owner' AND account_id = $2) FROM tenant_members WHERE tenant_id = $1 FOR UPDATE`, tenantID, accountID).Scan(&others, &isOwner)
+		COALESCE(bool_or(role = 'owner' AND account_id = $2), false)
+		FROM (SELECT role, account_id FROM tenant_members WHERE tenant_id = $1 FOR UPDATE) m`, tenantID, accountID).Scan(&others, &isOwner)
 	if err != nil {
 		return err
 	}
