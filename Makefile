@@ -41,6 +41,8 @@ vet:
 test: check-generated fmt-check vet
 	@echo "==> finding or starting PostgreSQL"
 	@export DATABASE_URL="$$(scripts/ensure-postgres.sh)"; \
+	echo "==> finding or installing Chromium for the browser tests"; \
+	export LOCKSMITH_CHROMIUM="$$(scripts/ensure-chromium.sh)"; \
 	echo "==> go test -race ./..."; \
 	$(GO) test -race -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
