@@ -5,7 +5,7 @@
 #
 # Order: $DATABASE_URL if set; a server on 127.0.0.1:5432 that lets the
 # postgres user in without a password; otherwise a private cluster under
-# .locksmith/pg (git-ignored) made with the installed PostgreSQL binaries on
+# .locksmith/pg (git-ignored; LOCKSMITH_PG_PRIVATE=1 goes straight there) made with the installed PostgreSQL binaries on
 # a free port; if there are no binaries, install them with apt when running
 # as root, else print the install command and fail.
 set -euo pipefail
@@ -48,7 +48,8 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 bindir="$(find_bindir || true)"
 
 default_url="postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-if can_connect "$default_url"; then
+# LOCKSMITH_PG_PRIVATE=1 skips the shared server and always uses the private cluster.
+if [[ "${LOCKSMITH_PG_PRIVATE:-}" != 1 ]] && can_connect "$default_url"; then
   say "using the PostgreSQL answering on 127.0.0.1:5432"
   echo "$default_url"
   exit 0
@@ -73,18 +74,20 @@ fi
 # cluster belongs to the postgres user (created by the Debian package).
 as_owner=()
 data_root="$root_dir/.locksmith/pg"
+mkdir -p "$data_root"
 if [[ "$(id -u)" == 0 ]]; then
   id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
   as_owner=(runuser -u postgres --)
+  chown postgres "$data_root"
   # The postgres user must be able to reach the data directory.
-  if ! runuser -u postgres -- test -x "$root_dir" 2>/dev/null; then
+  if ! runuser -u postgres -- test -w "$data_root" 2>/dev/null; then
     data_root="/var/tmp/locksmith-pg-$(printf '%s' "$root_dir" | cksum | cut -d' ' -f1)"
-    say "the checkout is not readable by the postgres user; keeping the cluster in $data_root"
+    say "the checkout is not reachable by the postgres user; keeping the cluster in $data_root"
+    mkdir -p "$data_root"
+    chown postgres "$data_root"
   fi
 fi
 data="$data_root/data"
-mkdir -p "$data_root"
-[[ ${#as_owner[@]} -gt 0 ]] && chown postgres "$data_root"
 
 if [[ -f "$data_root/port" ]]; then
   port="$(cat "$data_root/port")"
