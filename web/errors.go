@@ -1,12 +1,14 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/web/views"
 )
 
 // statusError is an error the web layer raises itself, with an explicit status.
@@ -79,10 +81,60 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		_ = json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: msg, Field: field, RequestID: rid})
 		return
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	s.writeErrorPage(w, r, status, msg)
+}
+
+// errorTitle is the heading of an HTML error page.
+func errorTitle(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "Page not found"
+	case http.StatusForbidden:
+		return "You can't do that here"
+	case http.StatusTooManyRequests:
+		return "Too many attempts"
+	case http.StatusRequestEntityTooLarge:
+		return "That was too large"
+	case http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusConflict:
+		return "That didn't work"
+	case http.StatusServiceUnavailable:
+		return "Not available right now"
+	}
+	if status >= 500 {
+		return "Something went wrong"
+	}
+	return http.StatusText(status)
+}
+
+// writeErrorPage renders the HTML error page for browser routes: inside the
+// console frame when the request had a tenant, inside the account top bar
+// when signed in, and bare otherwise. It always shows the request id.
+func (s *Server) writeErrorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	ctx := r.Context()
+	title := errorTitle(status)
+	p := views.ErrorPage{Head: head(r, title), Status: status, Title: title, Message: msg, RequestID: RequestID(ctx)}
+	if st := pageStateFrom(ctx); st != nil && st.account != nil {
+		p.AccountEmail = st.account.Email
+		if st.tenant != nil {
+			if f, err := s.frame(ctx, r, *st.account, *st.tenant, st.role, "", title); err == nil {
+				f.Notice = ""
+				p.Frame = &f
+			}
+		}
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	var buf bytes.Buffer
+	if err := views.Error(p).Render(ctx, &buf); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "render error page", "err", err, "request_id", p.RequestID)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(msg + "\n"))
+		return
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(msg + "\n"))
+	_, _ = w.Write(buf.Bytes())
 }
 
 func wantsJSON(r *http.Request) bool {

@@ -39,6 +39,10 @@ type Config struct {
 	Tenants *tenants.Service
 	// MaxBodyBytes caps request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// ClientIPHeader names a header set by a trusted proxy with the client's
+	// IP (e.g. "Fly-Client-IP"), used to rate-limit sign-ins per client; ""
+	// means the connection's remote address.
+	ClientIPHeader string
 }
 
 // Server is Locksmith's HTTP handler.
@@ -47,6 +51,7 @@ type Server struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	metrics *httpMetrics
+	console consoleState
 }
 
 // New builds the server and its route table.
@@ -112,6 +117,7 @@ func (s *Server) routes() {
 	s.Handle("GET /healthz", s.healthz)
 	s.Handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	s.consoleRoutes()
 	s.Handle("GET /", func(w http.ResponseWriter, r *http.Request) error {
 		return &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("no page at %s", r.URL.Path)}
 	})

@@ -22,6 +22,7 @@ type Config struct {
 	BaseURL        *url.URL
 	MasterKeys     *seal.MasterKeys
 	AllowPrivate   bool
+	ClientIPHeader string
 	LogLevel       slog.Level
 	LogFormat      string
 }
@@ -80,6 +81,12 @@ func LoadConfig(getenv func(string) string, n need) (Config, error) {
 			return c, &ConfigError{"LOCKSMITH_ALLOW_PRIVATE_TARGETS", "expected true or false"}
 		}
 		c.AllowPrivate = b
+	}
+	if v := getenv("LOCKSMITH_CLIENT_IP_HEADER"); v != "" {
+		if strings.ContainsAny(v, " :\t\r\n") || len(v) > 64 {
+			return c, &ConfigError{"LOCKSMITH_CLIENT_IP_HEADER", "expected a header name such as Fly-Client-IP"}
+		}
+		c.ClientIPHeader = v
 	}
 	if n.database {
 		var err error

@@ -86,11 +86,13 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	if m.Serve {
 		if m.Server, err = web.New(web.Config{
-			Logger:   m.Logger,
-			BaseURL:  m.Config.BaseURL,
-			Ready:    readiness{db},
-			Tenants:  m.Tenants,
-			Registry: web.NewRegistry(),
+			Logger:  m.Logger,
+			BaseURL: m.Config.BaseURL,
+			Ready:   readiness{db},
+			Tenants: m.Tenants,
+			// Set behind a trusted proxy so sign-in rate limits are per client.
+			ClientIPHeader: m.Config.ClientIPHeader,
+			Registry:       web.NewRegistry(),
 		}); err != nil {
 			return err
 		}

@@ -1,0 +1,161 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/web/views"
+)
+
+// activity is what the dashboard shows besides setup. Until the audit trail
+// and grants land, it is empty and the dashboard shows empty states.
+type activity struct {
+	// CallsPerDay is one entry per day, oldest first.
+	CallsPerDay []dayCount
+	// AgentConnected is true once any agent presented a valid token.
+	AgentConnected bool
+	// CallSucceeded is true once any tool call succeeded.
+	CallSucceeded bool
+}
+
+// dayCount is the number of tool calls on one (UTC) day.
+type dayCount struct {
+	Day   time.Time
+	Calls int
+}
+
+// overviewModel builds the Overview page: the checklist from the setup
+// counts and activity, the dashboard from activity.
+func overviewModel(f views.Frame, counts tenants.SetupCounts, act activity) views.OverviewPage {
+	slug := f.Tenant.Slug
+	p := views.OverviewPage{
+		Frame: f,
+		Steps: []views.Step{
+			{N: 1, Key: "idp", Title: "Connect your IdP", Href: views.SectionHref(slug, "idp"), Done: counts.IdPs > 0,
+				Body: "Register your company's identity provider (Okta, Entra ID, Auth0, Keycloak, Google or any OIDC provider). Agents present tokens it issues."},
+			{N: 2, Key: "upstream", Title: "Add an upstream", Href: views.SectionHref(slug, "upstreams"), Done: counts.Upstreams > 0,
+				Body: "Register an API that agents act on, and how users grant access to it."},
+			{N: 3, Key: "tools", Title: "Add tools", Href: views.SectionHref(slug, "tools"), Done: counts.Tools > 0,
+				Body: "Define the operations agents may call, by hand or imported from an OpenAPI document."},
+			{N: 4, Key: "agent", Title: "Connect an agent", Href: views.SectionHref(slug, "mcp"), Done: act.AgentConnected,
+				Body: "Point an MCP client at this tenant's MCP URL."},
+			{N: 5, Key: "call", Title: "Try a call", Href: views.SectionHref(slug, "audit"), Done: act.CallSucceeded,
+				Body: "Ask the agent to use a tool, then see the call in the audit trail."},
+		},
+		Calls: callsChart(act.CallsPerDay),
+		Grants: views.EmptyState{TestID: "grants-empty", Title: "No active grants yet",
+			Body: "When someone allows an agent to use an upstream on their behalf, the grant appears here with its scopes and when it was last used."},
+		Denials: views.EmptyState{TestID: "denials-empty", Title: "No denials",
+			Body: "Calls refused by a policy appear here with the reason, so you can tell a misconfiguration from an agent overreaching."},
+		Approvals: views.EmptyState{TestID: "approvals-empty", Title: "Nothing waiting for approval",
+			Body: "Destructive tool calls that need a second person wait here until enough approvers agree."},
+	}
+	for _, s := range p.Steps {
+		if s.Done {
+			p.StepsDone++
+		}
+	}
+	return p
+}
+
+// Chart geometry, in SVG user units.
+const (
+	chartW, chartH             = 640, 200
+	chartLeft, chartRight      = 44, 628
+	chartTop, chartBottom      = 12, 172
+	chartXLabelY, chartYLabelX = 190, 38
+)
+
+// callsChart lays out calls per day as bars with a y axis (0, half, max,
+// rounded up to a readable number), up to four day labels, a summary
+// sentence and a table. With no calls at all it is an empty state.
+func callsChart(days []dayCount) views.Chart {
+	c := views.Chart{
+		Title: "Tool calls per day",
+		Empty: views.EmptyState{TestID: "calls-empty", Title: "No calls yet",
+			Body: "Calls appear here once agents connect and start using tools. Follow the steps above to connect your first agent."},
+	}
+	total, peak, peakDay := 0, 0, time.Time{}
+	for _, d := range days {
+		total += d.Calls
+		if d.Calls > peak {
+			peak, peakDay = d.Calls, d.Day
+		}
+	}
+	if total == 0 {
+		c.IsEmpty = true
+		return c
+	}
+	top := niceCeil(peak)
+	c.ViewBox = fmt.Sprintf("0 0 %d %d", chartW, chartH)
+	c.Left, c.Right, c.Top, c.Bottom = itoa(chartLeft), itoa(chartRight), itoa(chartTop), itoa(chartBottom)
+	plotH := float64(chartBottom - chartTop)
+	for i, v := range []int{0, top / 2, top} {
+		if i == 1 && (v == 0 || v == top) {
+			continue
+		}
+		y := float64(chartBottom) - plotH*float64(v)/float64(top)
+		c.YTicks = append(c.YTicks, views.Tick{X: itoa(chartYLabelX), Y: ftoa(y), Label: strconv.Itoa(v)})
+	}
+	slot := float64(chartRight-chartLeft) / float64(len(days))
+	barW := slot * 0.7
+	labelEvery := max(1, (len(days)+3)/4)
+	for i, d := range days {
+		h := plotH * float64(d.Calls) / float64(top)
+		x := float64(chartLeft) + slot*float64(i) + (slot-barW)/2
+		c.Bars = append(c.Bars, views.Bar{
+			X: ftoa(x), Y: ftoa(float64(chartBottom) - h), W: ftoa(barW), H: ftoa(h),
+			Label: fmt.Sprintf("%s: %s", d.Day.UTC().Format("2 Jan"), plural(d.Calls, "call")),
+		})
+		if i%labelEvery == 0 || i == len(days)-1 {
+			c.XTicks = append(c.XTicks, views.Tick{X: ftoa(x + barW/2), Y: itoa(chartXLabelY), Label: d.Day.UTC().Format("2 Jan")})
+		}
+		c.Rows = append(c.Rows, views.ChartRow{Label: formatDate(d.Day), Value: strconv.Itoa(d.Calls)})
+	}
+	c.Summary = fmt.Sprintf("%s in the last %s; the busiest day was %s with %s.",
+		plural(total, "call"), plural(len(days), "day"), peakDay.UTC().Format("2 Jan"), plural(peak, "call"))
+	return c
+}
+
+// niceCeil rounds n up to 1, 2 or 5 times a power of ten (at least 1), so
+// axis labels read well.
+func niceCeil(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	for p := 1; ; p *= 10 {
+		for _, m := range []int{1, 2, 5} {
+			if m*p >= n {
+				return m * p
+			}
+		}
+	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+
+// overview is a tenant's home page.
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, c consoleCtx) error {
+	f, err := s.consoleFrame(r, c, "overview")
+	if err != nil {
+		return err
+	}
+	f.Head.Title = c.Tenant.Name
+	counts, err := s.cfg.Tenants.SetupCounts(r.Context(), c.Tenant.ID)
+	if err != nil {
+		return err
+	}
+	return s.render(w, r, http.StatusOK, views.Overview(overviewModel(f, counts, activity{})))
+}

@@ -1,0 +1,70 @@
+package web
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/locksmithhq/locksmith/static"
+	"github.com/locksmithhq/locksmith/tenants"
+)
+
+// consoleRoutes registers the console's browser routes and the static
+// assets. Every browser route goes through s.browser (cross-origin
+// protection, same-origin rule, session); tenant pages also through
+// s.tenantAccess with the least role that may use them. A viewer's POST is
+// refused by tenantAccess whatever the route says.
+//
+// A new console section is one file (web/console_<section>.go with its
+// handlers and a views/<section>.templ), a few lines here, and its entry
+// removed from plannedSections.
+func (s *Server) consoleRoutes() {
+	s.console = consoleState{
+		cop:     http.NewCrossOriginProtection(),
+		signIns: newLimiter(signInLimit, signInWindow, time.Now),
+	}
+	s.console.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errCrossOrigin)
+	}))
+	s.mux.Handle("GET "+static.Prefix, static.Handler())
+
+	// Accounts.
+	s.browser("GET /{$}", s.home)
+	s.browser("GET /signup", s.signUpPage)
+	s.browser("POST /signup", s.signUp)
+	s.browser("GET /signin", s.signInPage)
+	s.browser("POST /signin", s.signIn)
+	s.browser("POST /signout", s.signOut)
+	s.browser("GET /set-password", s.setPasswordPage)
+	s.browser("POST /set-password", s.setPassword)
+	s.browser("GET /invite/{tenant}/{token}", s.invitePage)
+	s.browser("POST /invite/{tenant}/{token}", s.requireAccount(s.acceptInvite))
+
+	// Tenants.
+	s.browser("GET /console", s.requireAccount(s.tenantsPage))
+	s.browser("POST /console/tenants", s.requireAccount(s.createTenant))
+
+	// One tenant.
+	const t = "/console/t/{tenant}"
+	viewer, admin, owner := tenants.RoleViewer, tenants.RoleAdmin, tenants.RoleOwner
+	s.browser("GET "+t, s.tenantAccess(viewer, s.overview))
+	s.browser("GET "+t+"/mcp", s.tenantAccess(viewer, s.mcpPage))
+	s.browser("GET "+t+"/members", s.tenantAccess(viewer, s.membersPage))
+	s.browser("POST "+t+"/members/invite", s.tenantAccess(owner, s.createInvite))
+	s.browser("POST "+t+"/members/role", s.tenantAccess(owner, s.setMemberRole))
+	s.browser("POST "+t+"/members/remove", s.tenantAccess(owner, s.removeMember))
+	s.browser("GET "+t+"/api-keys", s.tenantAccess(viewer, s.apiKeysPage))
+	s.browser("POST "+t+"/api-keys", s.tenantAccess(admin, s.createAPIKey))
+	s.browser("POST "+t+"/api-keys/revoke", s.tenantAccess(admin, s.revokeAPIKey))
+	s.browser("GET "+t+"/settings", s.tenantAccess(viewer, s.settingsPage))
+	s.browser("POST "+t+"/settings", s.tenantAccess(admin, s.renameTenant))
+	for _, p := range plannedSections() {
+		s.browser("GET "+t+"/"+p.key, s.tenantAccess(viewer, s.plannedPage(p)))
+	}
+	// Anything else under a tenant: 404 inside the frame for members, the
+	// same 404 as an unknown tenant for everyone else.
+	notFound := s.tenantAccess(viewer, func(w http.ResponseWriter, r *http.Request, c consoleCtx) error {
+		return &statusError{status: http.StatusNotFound, msg: "no page at " + r.URL.Path}
+	})
+	s.browser("GET "+t+"/{rest...}", notFound)
+	s.browser("POST "+t+"/{rest...}", notFound)
+}
