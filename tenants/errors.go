@@ -41,7 +41,12 @@ func (e *Error) Error() string {
 }
 
 // Unwrap lets errors.Is see both the kind and the cause.
-func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
+func (e *Error) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
 
 // PublicMessage is the text shown to the user.
 func (e *Error) PublicMessage() string { return e.Message }

@@ -89,8 +89,14 @@ type Upstream struct {
 	Resource         string
 	ExchangeVariant  string
 	ExchangeAudience string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// ScopeParam is the authorization request parameter that carries the
+	// scopes: "scope", or "user_scope" (Slack user tokens).
+	ScopeParam string
+	// AuthParams are extra authorization request parameters, e.g. Google's
+	// access_type=offline or Atlassian's audience=api.atlassian.com.
+	AuthParams map[string]string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Tool risks.
@@ -103,9 +109,12 @@ const (
 // Tool is an operation agents can call: an upstream HTTP request built from
 // the call's arguments, plus the scopes and policy that guard it.
 type Tool struct {
-	TenantID     uuid.UUID
-	ID           uuid.UUID
-	UpstreamID   uuid.UUID
+	TenantID   uuid.UUID
+	ID         uuid.UUID
+	UpstreamID uuid.UUID
+	// UpstreamSlug and UpstreamName are read from the upstream, for display.
+	UpstreamSlug string
+	UpstreamName string
 	Name         string
 	Title        string
 	Description  string
