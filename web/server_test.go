@@ -97,7 +97,7 @@ func TestServer(t *testing.T) {
 			require.NotEmpty(t, resp.Header.Get("X-Request-Id"))
 			require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
 			require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
-			require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+			require.Equal(t, "same-origin", resp.Header.Get("Referrer-Policy"))
 			require.Contains(t, resp.Header.Get("Strict-Transport-Security"), "max-age=")
 		})
 	}

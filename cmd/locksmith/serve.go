@@ -100,8 +100,10 @@ func (m *Main) Open(ctx context.Context) error {
 			m.hooks.routes(m.Server)
 		}
 		m.http = m.Server.HTTPServer(m.Config.Addr)
-		if m.listener, err = net.Listen("tcp", m.Config.Addr); err != nil {
-			return fmt.Errorf("listen on %s (LOCKSMITH_ADDR): %w", m.Config.Addr, err)
+		if m.listener == nil { // tests may hand in a listener on port 0
+			if m.listener, err = net.Listen("tcp", m.Config.Addr); err != nil {
+				return fmt.Errorf("listen on %s (LOCKSMITH_ADDR): %w", m.Config.Addr, err)
+			}
 		}
 	}
 	return nil
