@@ -38,7 +38,7 @@ type IdP struct {
 
 // ClaimMapping names the claims a Principal is built from. Scopes may be a
 // space-separated string or an array under Scopes; Agent may be azp,
-// client_id or act (the innermost actor's sub).
+// client_id or act (the current actor's sub: the outermost act, RFC 8693 §4.1).
 type ClaimMapping struct {
 	Subject string
 	Email   string
