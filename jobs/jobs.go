@@ -12,7 +12,9 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/locksmithhq/locksmith/consent"
 	lsql "github.com/locksmithhq/locksmith/sql"
+	"github.com/locksmithhq/locksmith/tenants/egress"
 	"github.com/locksmithhq/locksmith/tenants/seal"
 )
 
@@ -25,6 +27,16 @@ type Config struct {
 	Work bool
 	// MaxWorkers bounds concurrently running jobs on the default queue; 0 means 50.
 	MaxWorkers int
+	// Egress sends approval webhooks; nil means the production policy.
+	Egress *egress.Client
+	// BaseURL is the public URL used in approval links; "" means http://localhost.
+	BaseURL string
+	// Broker, when set, registers the grant workers (refresh, upstream
+	// revocation) and the hourly purge of expired grant state.
+	Broker *consent.Broker
+	// RefreshPerSecond limits grant refreshes per upstream and per worker
+	// process; 0 means DefaultRefreshPerSecond.
+	RefreshPerSecond float64
 }
 
 // NewClient builds the River client with every worker and periodic job.
@@ -44,6 +56,14 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	if err := river.AddWorkerSafely(workers, &RewrapWorker{sealer: cfg.Sealer, logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("jobs: add worker: %w", err)
 	}
+	auditPeriodic, err := addPolicyAuditWorkers(workers, cfg)
+	if err != nil {
+		return nil, err
+	}
+	grantPeriodic, err := addGrantWorkers(workers, cfg)
+	if err != nil {
+		return nil, err
+	}
 	rc := &river.Config{
 		// River reports routine progress at info level every few seconds;
 		// only its warnings and errors reach Locksmith's log.
@@ -57,6 +77,11 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return RewrapArgs{}, nil
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
+		}
+		rc.PeriodicJobs = append(rc.PeriodicJobs, auditPeriodic...)
+		rc.PeriodicJobs = append(rc.PeriodicJobs, grantPeriodic...)
+		if cfg.Broker != nil {
+			rc.Queues[consent.QueueGrants] = river.QueueConfig{MaxWorkers: cfg.MaxWorkers}
 		}
 	}
 	client, err := river.NewClient(riverpgxv5.New(cfg.DB.Pool()), rc)

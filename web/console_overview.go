@@ -10,8 +10,9 @@ import (
 	"github.com/locksmithhq/locksmith/web/views"
 )
 
-// activity is what the dashboard shows besides setup. Until the audit trail
-// and grants land, it is empty and the dashboard shows empty states.
+// activity is what the dashboard shows besides setup: whether agents have
+// connected and called (from the audit trail and grants) and, once the
+// audit pages land, calls per day.
 type activity struct {
 	// CallsPerDay is one entry per day, oldest first.
 	CallsPerDay []dayCount
@@ -157,5 +158,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, c consoleCtx) 
 	if err != nil {
 		return err
 	}
-	return s.render(w, r, http.StatusOK, views.Overview(overviewModel(f, counts, activity{})))
+	ca, err := s.cfg.Tenants.ConsoleActivity(r.Context(), c.Tenant.ID)
+	if err != nil {
+		return err
+	}
+	act := activity{AgentConnected: ca.AgentConnected, CallSucceeded: ca.CallSucceeded}
+	return s.render(w, r, http.StatusOK, views.Overview(overviewModel(f, counts, act)))
 }

@@ -43,6 +43,11 @@ type Config struct {
 	// IP (e.g. "Fly-Client-IP"), used to rate-limit sign-ins per client; ""
 	// means the connection's remote address.
 	ClientIPHeader string
+	// MCP serves every tenant's MCP endpoint (/t/{tenant}/mcp) and its
+	// protected resource metadata; nil leaves both unmounted. These are
+	// bearer-auth and public routes, mounted outside the browser session
+	// and CSRF middleware.
+	MCP http.Handler
 }
 
 // Server is Locksmith's HTTP handler.
@@ -117,6 +122,14 @@ func (s *Server) routes() {
 	s.Handle("GET /healthz", s.healthz)
 	s.Handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	if s.cfg.MCP != nil {
+		for _, m := range []string{"POST", "GET", "DELETE", "OPTIONS"} {
+			s.mux.Handle(m+" /t/{tenant}/mcp", s.cfg.MCP)
+		}
+		s.mux.Handle("GET /.well-known/oauth-protected-resource/t/{tenant}/mcp", s.cfg.MCP)
+		s.mux.Handle("OPTIONS /.well-known/oauth-protected-resource/t/{tenant}/mcp", s.cfg.MCP)
+	}
+	s.apiRoutes()
 	s.consoleRoutes()
 	s.Handle("GET /", func(w http.ResponseWriter, r *http.Request) error {
 		return &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("no page at %s", r.URL.Path)}

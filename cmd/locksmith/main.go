@@ -90,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdDev(ctx, rest, getenv, stdout, stderr)
 	case "tenant":
 		err = cmdTenant(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		err = cmdKeys(rest, stdout)
 	case "version", "--version", "-v":

@@ -94,13 +94,6 @@ type SectionPage struct {
 	Empty  EmptyState
 }
 
-// MCPPage is the model of the MCP endpoint page.
-type MCPPage struct {
-	Frame  Frame
-	URL    Copyable
-	HasIdP bool
-}
-
 // MemberRow is one member in the members table.
 type MemberRow struct {
 	AccountID string

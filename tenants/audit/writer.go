@@ -1,0 +1,417 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	lsql "github.com/locksmithhq/locksmith/sql"
+)
+
+// ErrClosed is returned by a Writer after Close.
+var ErrClosed = errors.New("audit: writer is closed")
+
+// Writer defaults.
+const (
+	// DefaultMaxBatch is the most events one transaction writes.
+	DefaultMaxBatch = 2000
+	// DefaultQueueSize bounds the events waiting for a flusher.
+	DefaultQueueSize = 16384
+	// DefaultFlushers is how many transactions may be in flight at once
+	// (each tenant's events always go through the same one).
+	DefaultFlushers = 4
+	// flushTimeout bounds one batch transaction.
+	flushTimeout = 30 * time.Second
+)
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	DB     *lsql.DB
+	Logger *slog.Logger
+	// MaxBatch, QueueSize and Flushers default to DefaultMaxBatch,
+	// DefaultQueueSize and DefaultFlushers.
+	MaxBatch  int
+	QueueSize int
+	Flushers  int
+	// Now is the clock events are stamped with; nil means time.Now.
+	Now func() time.Time
+}
+
+// Writer appends events to the audit trail with group commit. It is safe
+// for concurrent use; Close it to drain the queue.
+type Writer struct {
+	db       *lsql.DB
+	logger   *slog.Logger
+	now      func() time.Time
+	maxBatch int
+
+	mu     sync.RWMutex // guards closed and sends on queues
+	closed bool
+	// queues has one queue per flusher; a tenant always maps to the same
+	// one, so flushers never wait on each other's head row locks.
+	queues []chan *pending
+	wg     sync.WaitGroup
+
+	batches, events, failed atomic.Uint64
+}
+
+// WriterStats counts what a Writer committed since it started.
+type WriterStats struct {
+	// Batches is the number of transactions committed; Events the events
+	// they wrote; Failed the events whose batch failed.
+	Batches, Events, Failed uint64
+}
+
+// Stats returns the Writer's counters (for metrics and tests).
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{Batches: w.batches.Load(), Events: w.events.Load(), Failed: w.failed.Load()}
+}
+
+// pending is one event waiting for its batch to commit.
+type pending struct {
+	tenant uuid.UUID
+	row    row
+	seq    int64
+	done   chan error
+}
+
+// row is one audit_events row as written.
+type row struct {
+	at           time.Time
+	kind         string
+	requestID    string
+	userIssuer   string
+	userSubject  string
+	userEmail    string
+	agent        string
+	act          string // text[] literal
+	tool         string
+	upstream     string
+	upstreamName string
+	method       string
+	pathTemplate string
+	scopes       string // text[] literal
+	narrowed     bool
+	decision     string
+	rule         string
+	reason       string
+	approvalID   string
+	intentSeq    *int64
+	status       *int32
+	latencyUS    *int64
+	err          string
+	detail       *string
+}
+
+// NewWriter starts a Writer's flushers.
+func NewWriter(cfg WriterConfig) (*Writer, error) {
+	switch {
+	case cfg.DB == nil:
+		return nil, errors.New("audit: writer: db is required")
+	case cfg.Logger == nil:
+		return nil, errors.New("audit: writer: logger is required")
+	case cfg.MaxBatch < 0 || cfg.QueueSize < 0 || cfg.Flushers < 0:
+		return nil, errors.New("audit: writer: sizes must not be negative")
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.Flushers == 0 {
+		cfg.Flushers = DefaultFlushers
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	w := &Writer{db: cfg.DB, logger: cfg.Logger, now: cfg.Now, maxBatch: cfg.MaxBatch}
+	for range cfg.Flushers {
+		q := make(chan *pending, max(cfg.QueueSize/cfg.Flushers, 1))
+		w.queues = append(w.queues, q)
+		w.wg.Add(1)
+		go w.flusher(q)
+	}
+	return w, nil
+}
+
+// Intent records a call and returns its sequence number once the event is
+// committed. For an allowed call, the caller must not act upstream unless
+// Intent returned without error. A denied or held call is recorded the same
+// way and needs no outcome. If ctx ends while waiting, the event may still
+// be committed; the error is ctx's.
+func (w *Writer) Intent(ctx context.Context, tenantID uuid.UUID, c Call) (int64, error) {
+	if tenantID == uuid.Nil {
+		return 0, errors.New("audit: intent: tenant id is required")
+	}
+	switch c.Decision {
+	case DecisionAllow, DecisionDeny, DecisionApproval:
+	default:
+		return 0, fmt.Errorf("audit: intent: decision %q is not one of allow, deny, approval", c.Decision)
+	}
+	r := row{
+		at:   w.stamp(),
+		kind: "call", requestID: clean(c.RequestID, maxShort),
+		userIssuer: clean(c.User.Issuer, maxShort), userSubject: clean(c.User.Subject, maxShort), userEmail: clean(c.User.Email, maxShort),
+		agent: clean(c.Agent, maxShort), act: arrayLiteral(cleanList(c.Act)),
+		tool: clean(c.Tool, maxShort), upstream: clean(c.Upstream, maxShort), upstreamName: clean(c.UpstreamName, maxShort),
+		method: clean(c.Method, 16), pathTemplate: clean(c.PathTemplate, maxReason),
+		scopes: arrayLiteral(cleanList(c.Scopes)), narrowed: c.Narrowed,
+		decision: c.Decision, rule: clean(c.Rule, maxShort), reason: clean(c.Reason, maxReason),
+		detail: cleanDetail(c.Detail),
+	}
+	if c.ApprovalID != uuid.Nil {
+		r.approvalID = c.ApprovalID.String()
+	}
+	seq, err := w.append(ctx, tenantID, r)
+	if err != nil {
+		return 0, fmt.Errorf("audit: intent: %w", err)
+	}
+	return seq, nil
+}
+
+// Outcome records what happened upstream for the call intentSeq (from
+// Intent), once committed, and returns the outcome's own sequence number.
+func (w *Writer) Outcome(ctx context.Context, tenantID uuid.UUID, intentSeq int64, o Outcome) (int64, error) {
+	if tenantID == uuid.Nil {
+		return 0, errors.New("audit: outcome: tenant id is required")
+	}
+	if intentSeq <= 0 {
+		return 0, errors.New("audit: outcome: intent sequence number is required")
+	}
+	status, latency := int32(o.Status), o.Latency.Microseconds()
+	r := row{
+		at: w.stamp(), kind: "outcome", act: "{}", scopes: "{}",
+		intentSeq: &intentSeq, status: &status, latencyUS: &latency,
+		err: clean(o.Error, maxReason), detail: cleanDetail(o.Detail),
+	}
+	seq, err := w.append(ctx, tenantID, r)
+	if err != nil {
+		return 0, fmt.Errorf("audit: outcome: %w", err)
+	}
+	return seq, nil
+}
+
+// stamp is the event time as stored (UTC, microseconds), so what is hashed
+// at sealing is what was written.
+func (w *Writer) stamp() time.Time { return w.now().UTC().Truncate(time.Microsecond) }
+
+// pendingPool recycles pending events (and their channels): at tens of
+// thousands of events a second, garbage is throughput.
+var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
+
+func (w *Writer) append(ctx context.Context, tenantID uuid.UUID, r row) (int64, error) {
+	p := pendingPool.Get().(*pending)
+	p.tenant, p.row, p.seq = tenantID, r, 0
+	if err := w.enqueue(ctx, p); err != nil {
+		pendingPool.Put(p)
+		return 0, err
+	}
+	select {
+	case err := <-p.done:
+		seq := p.seq
+		// The flusher is done with p once it has answered.
+		p.row = row{}
+		pendingPool.Put(p)
+		if err != nil {
+			return 0, err
+		}
+		return seq, nil
+	case <-ctx.Done():
+		// The flusher will still answer p: leave it to the garbage collector.
+		return 0, ctx.Err()
+	}
+}
+
+func (w *Writer) enqueue(ctx context.Context, p *pending) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	q := w.queues[binary.BigEndian.Uint32(p.tenant[12:])%uint32(len(w.queues))]
+	select {
+	case q <- p:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting events, waits until every queued event is written
+// (or ctx ends) and returns.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		for _, q := range w.queues {
+			close(q)
+		}
+	}
+	w.mu.Unlock()
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: close writer: %w", ctx.Err())
+	}
+}
+
+func (w *Writer) flusher(queue chan *pending) {
+	defer w.wg.Done()
+	batch := make([]*pending, 0, w.maxBatch)
+	for p := range queue {
+		batch = append(batch[:0], p)
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case p, ok := <-queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		w.write(batch)
+		clear(batch)
+	}
+}
+
+// write flushes batch and answers its callers. When a batch spanning
+// several tenants fails (say one tenant was deleted meanwhile), nothing of
+// it was committed, and each tenant's events are retried on their own so
+// one tenant's failure is not every tenant's.
+func (w *Writer) write(batch []*pending) {
+	err := w.flush(batch)
+	if err != nil && len(batch) > 1 {
+		groups := map[uuid.UUID][]*pending{}
+		for _, p := range batch {
+			groups[p.tenant] = append(groups[p.tenant], p)
+		}
+		if len(groups) > 1 {
+			for _, g := range groups {
+				w.write(g)
+			}
+			return
+		}
+	}
+	if err != nil {
+		w.failed.Add(uint64(len(batch)))
+		w.logger.Error("audit batch not written", "events", len(batch), "tenant_id", batch[0].tenant, "err", err)
+	} else {
+		w.batches.Add(1)
+		w.events.Add(uint64(len(batch)))
+	}
+	for _, p := range batch {
+		p.done <- err
+	}
+}
+
+// insertSQL allocates n sequence numbers from the tenant's head (holding its
+// row lock until COMMIT) and inserts the rows with them, in order.
+const insertSQL = `WITH h AS (
+    INSERT INTO audit_heads AS h (tenant_id, next_seq) VALUES ($1, 1 + $2::bigint)
+    ON CONFLICT (tenant_id) DO UPDATE SET next_seq = h.next_seq + $2::bigint
+    RETURNING h.next_seq - $2::bigint AS first
+), ins AS (
+    INSERT INTO audit_events (tenant_id, seq, at, kind, request_id, user_issuer, user_subject, user_email,
+        agent, act, tool, upstream, upstream_name, method, path_template, scopes, narrowed, decision, rule,
+        reason, approval_id, intent_seq, status, latency_us, error, detail)
+    SELECT $1, h.first + u.ord - 1, u.at, u.kind, u.request_id, u.user_issuer, u.user_subject, u.user_email,
+        u.agent, u.act::text[], u.tool, u.upstream, u.upstream_name, u.method, u.path_template, u.scopes::text[],
+        u.narrowed, u.decision, u.rule, u.reason, NULLIF(u.approval_id, '')::uuid, u.intent_seq, u.status,
+        u.latency_us, u.error, u.detail::jsonb
+    FROM h, unnest($3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+        $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::boolean[],
+        $18::text[], $19::text[], $20::text[], $21::text[], $22::bigint[], $23::integer[], $24::bigint[],
+        $25::text[], $26::text[])
+        WITH ORDINALITY AS u(at, kind, request_id, user_issuer, user_subject, user_email, agent, act, tool,
+            upstream, upstream_name, method, path_template, scopes, narrowed, decision, rule, reason,
+            approval_id, intent_seq, status, latency_us, error, detail, ord)
+)
+SELECT first FROM h`
+
+// flush writes batch in one implicit transaction (one pipeline, one Sync):
+// per tenant, in tenant id order (so concurrent flushers lock heads in the
+// same order), set the tenant and insert its rows. It returns after COMMIT.
+func (w *Writer) flush(batch []*pending) error {
+	groups := map[uuid.UUID][]*pending{}
+	for _, p := range batch {
+		groups[p.tenant] = append(groups[p.tenant], p)
+	}
+	tenants := make([]uuid.UUID, 0, len(groups))
+	for id := range groups {
+		tenants = append(tenants, id)
+	}
+	sort.Slice(tenants, func(i, j int) bool { return bytes.Compare(tenants[i][:], tenants[j][:]) < 0 })
+
+	b := &pgx.Batch{}
+	for _, id := range tenants {
+		ps := groups[id]
+		b.Queue("SELECT set_config('app.tenant_id', $1, true)", id.String())
+		b.Queue(insertSQL, columnsOf(id, ps)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	br := w.db.Pool().SendBatch(ctx, b)
+	var firstErr error
+	for _, id := range tenants {
+		if _, err := br.Exec(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		var first int64
+		if err := br.QueryRow().Scan(&first); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		for i, p := range groups[id] {
+			p.seq = first + int64(i)
+		}
+	}
+	// Close reads up to ReadyForQuery: the implicit transaction's COMMIT.
+	if err := br.Close(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if firstErr != nil {
+		return fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
+	}
+	return nil
+}
+
+func columnsOf(tenant uuid.UUID, ps []*pending) []any {
+	n := len(ps)
+	var (
+		at                                                                 = make([]time.Time, n)
+		kind, reqID, iss, sub, email, agent, act, tool, up, upName, method = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		path, scopes, decision, rule, reason, approval, errs               = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		narrowed                                                           = make([]bool, n)
+		intent, latency                                                    = make([]*int64, n), make([]*int64, n)
+		status                                                             = make([]*int32, n)
+		detail                                                             = make([]*string, n)
+	)
+	for i, p := range ps {
+		r := &p.row
+		at[i], kind[i], reqID[i], iss[i], sub[i], email[i] = r.at, r.kind, r.requestID, r.userIssuer, r.userSubject, r.userEmail
+		agent[i], act[i], tool[i], up[i], upName[i], method[i] = r.agent, r.act, r.tool, r.upstream, r.upstreamName, r.method
+		path[i], scopes[i], narrowed[i], decision[i], rule[i], reason[i] = r.pathTemplate, r.scopes, r.narrowed, r.decision, r.rule, r.reason
+		approval[i], intent[i], status[i], latency[i], errs[i], detail[i] = r.approvalID, r.intentSeq, r.status, r.latencyUS, r.err, r.detail
+	}
+	return []any{tenant, int64(n), at, kind, reqID, iss, sub, email, agent, act, tool, up, upName, method, path,
+		scopes, narrowed, decision, rule, reason, approval, intent, status, latency, errs, detail}
+}
