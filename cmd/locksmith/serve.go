@@ -14,10 +14,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/locksmithhq/locksmith/jobs"
+	"github.com/locksmithhq/locksmith/consent"
 	lsql "github.com/locksmithhq/locksmith/sql"
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/approvals"
+	"github.com/locksmithhq/locksmith/tenants/audit"
 	"github.com/locksmithhq/locksmith/tenants/egress"
+	"github.com/locksmithhq/locksmith/tenants/policy"
 	"github.com/locksmithhq/locksmith/tenants/seal"
 	"github.com/locksmithhq/locksmith/web"
 )
@@ -44,7 +47,15 @@ type Main struct {
 	Sealer   *seal.Sealer
 	Egress   *egress.Client
 	Tenants  *tenants.Service
+	Vault    *consent.Vault
+	Broker   *consent.Broker
+	Policy   *policy.Engine
+	Audit    *audit.Writer
+	AuditLog *audit.Store
+	Approval *approvals.Service
 	River    *river.Client[pgx.Tx]
+	inserter *river.Client[pgx.Tx]
+	cancelBg context.CancelFunc
 	Server   *web.Server
 	http     *http.Server
 	listener net.Listener
@@ -81,11 +92,16 @@ func (m *Main) Open(ctx context.Context) error {
 	if m.Tenants, err = tenants.New(tenants.Config{DB: db, Sealer: m.Sealer, Egress: m.Egress, Logger: m.Logger, BaseURL: baseURL}); err != nil {
 		return err
 	}
-	if m.River, err = jobs.NewClient(jobs.Config{DB: db, Sealer: m.Sealer, Logger: m.Logger, Work: m.Work}); err != nil {
+	if err := m.openDomain(ctx, baseURL); err != nil {
 		return err
 	}
 	if m.Serve {
+		mcpHandler, err := m.openMCP()
+		if err != nil {
+			return err
+		}
 		if m.Server, err = web.New(web.Config{
+			MCP:     mcpHandler,
 			Logger:  m.Logger,
 			BaseURL: m.Config.BaseURL,
 			Ready:   readiness{db},
@@ -164,6 +180,17 @@ func (m *Main) Close(ctx context.Context) error {
 		if m.River != nil && m.Work {
 			if err := m.River.Stop(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop workers: %w", err))
+			}
+		}
+		if m.cancelBg != nil {
+			m.cancelBg()
+		}
+		if m.Broker != nil {
+			m.Broker.Close()
+		}
+		if m.Audit != nil {
+			if err := m.Audit.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("flush audit: %w", err))
 			}
 		}
 		if m.DB != nil {

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/locksmithhq/locksmith/consent"
+	"github.com/locksmithhq/locksmith/jobs"
+	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/approvals"
+	"github.com/locksmithhq/locksmith/tenants/audit"
+	"github.com/locksmithhq/locksmith/tenants/policy"
+	"github.com/locksmithhq/locksmith/tenants/tokena"
+	webmcp "github.com/locksmithhq/locksmith/web/mcp"
+)
+
+// openDomain builds the domain services on top of the database, sealer,
+// egress client and tenants service: the grant vault and token broker, the
+// policy engine, the audit writer and store, approvals, and the River client
+// with every worker. Background loops (the broker's and the policy engine's
+// LISTEN connections) start here and stop in Close.
+func (m *Main) openDomain(ctx context.Context, baseURL string) error {
+	var err error
+	// Jobs enqueued inside domain transactions (refresh after consent, revoke
+	// after disconnect, approval webhooks) go through an insert-only client:
+	// the working client needs the broker first.
+	if m.inserter, err = jobs.NewInserter(m.DB, m.Logger); err != nil {
+		return err
+	}
+	if m.Vault, err = consent.NewVault(consent.VaultConfig{DB: m.DB, Sealer: m.Sealer, Inserter: m.inserter, Logger: m.Logger}); err != nil {
+		return err
+	}
+	svc := m.Tenants
+	if m.Broker, err = consent.NewBroker(consent.BrokerConfig{
+		Vault:     m.Vault,
+		Upstreams: svc,
+		Egress:    m.Egress,
+		Exchange:  &idpExchange{svc: svc},
+		ConsentURL: func(ctx context.Context, tenantID uuid.UUID, up tenants.Upstream, scopes []string) string {
+			t, err := svc.TenantByID(ctx, tenantID)
+			if err != nil {
+				return ""
+			}
+			return consent.ConsentURL(baseURL, t.Slug, up.Slug, scopes)
+		},
+		Logger: m.Logger,
+	}); err != nil {
+		return err
+	}
+	if m.Policy, err = policy.New(policy.Config{DB: m.DB, Logger: m.Logger}); err != nil {
+		return err
+	}
+	if m.Audit, err = audit.NewWriter(audit.WriterConfig{DB: m.DB, Logger: m.Logger}); err != nil {
+		return err
+	}
+	if m.AuditLog, err = audit.New(audit.Config{DB: m.DB, Logger: m.Logger}); err != nil {
+		return err
+	}
+	if m.Approval, err = approvals.New(approvals.Config{
+		DB: m.DB, Sealer: m.Sealer, Egress: m.Egress, Jobs: m.inserter, Logger: m.Logger, BaseURL: baseURL,
+	}); err != nil {
+		return err
+	}
+	if m.River, err = jobs.NewClient(jobs.Config{
+		DB: m.DB, Sealer: m.Sealer, Logger: m.Logger, Work: m.Work,
+		Egress: m.Egress, BaseURL: baseURL, Broker: m.Broker,
+	}); err != nil {
+		return err
+	}
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancelBg = cancel
+	if err := m.Broker.Start(bg); err != nil {
+		return fmt.Errorf("start token broker: %w", err)
+	}
+	go func() {
+		if err := m.Policy.Run(bg); err != nil && bg.Err() == nil {
+			m.Logger.Error("policy listener stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// openMCP builds the per-tenant MCP endpoint: Token A verified against each
+// tenant's IdP, Token B from the broker, upstreams called through the egress
+// client.
+func (m *Main) openMCP() (*webmcp.Handler, error) {
+	verifier, err := tokena.New(tokena.Config{HTTP: m.Egress.HTTPClient(), Logger: m.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return webmcp.New(webmcp.Config{
+		BaseURL:    m.Config.BaseURL,
+		Logger:     m.Logger,
+		Registry:   webmcp.TenantsRegistry{Service: m.Tenants},
+		Verifier:   verifier,
+		HTTPClient: m.Egress.HTTPClient(),
+		Broker:     webmcp.ConsentBroker{Broker: m.Broker},
+		Sealer:     m.Sealer,
+	})
+}
+
+// idpExchange finds a tenant's token-exchange client: Locksmith's OIDC client
+// at the tenant IdP and the IdP's token endpoint (from discovery, cached).
+type idpExchange struct {
+	svc *tenants.Service
+
+	mu    sync.Mutex
+	cache map[string]cachedEndpoint
+}
+
+type cachedEndpoint struct {
+	tokenURL string
+	at       time.Time
+}
+
+// ExchangeClient implements consent.ExchangeClients.
+func (x *idpExchange) ExchangeClient(ctx context.Context, tenantID uuid.UUID) (consent.ExchangeClient, error) {
+	reg, err := x.svc.IdP(ctx, tenantID)
+	if err != nil {
+		return consent.ExchangeClient{}, fmt.Errorf("token exchange: the tenant has no identity provider registered: %w", err)
+	}
+	secret, err := x.svc.IdPClientSecret(ctx, tenantID)
+	if err != nil {
+		return consent.ExchangeClient{}, err
+	}
+	x.mu.Lock()
+	c, ok := x.cache[reg.Issuer]
+	x.mu.Unlock()
+	if !ok || time.Since(c.at) > 10*time.Minute {
+		check := x.svc.CheckIdP(ctx, reg.Issuer)
+		if check.Found.TokenEndpoint == "" {
+			return consent.ExchangeClient{}, fmt.Errorf("token exchange: the IdP's discovery document has no token endpoint (%v)", check.Problems)
+		}
+		c = cachedEndpoint{tokenURL: check.Found.TokenEndpoint, at: time.Now()}
+		x.mu.Lock()
+		if x.cache == nil {
+			x.cache = map[string]cachedEndpoint{}
+		}
+		x.cache[reg.Issuer] = c
+		x.mu.Unlock()
+	}
+	return consent.ExchangeClient{TokenURL: c.tokenURL, ClientID: reg.ClientID, ClientSecret: secret}, nil
+}

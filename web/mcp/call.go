@@ -1,0 +1,222 @@
+package mcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/locksmithhq/locksmith/tenants"
+)
+
+// Protocol versions the endpoint branches on.
+const (
+	version20251125 = "2025-11-25"
+	version20260728 = "2026-07-28"
+)
+
+// callPlan is one tools/call going through the hot path.
+type callPlan struct {
+	rs       *reqState
+	req      *sdk.CallToolRequest
+	tool     tenants.Tool // for MCP upstream tools, synthesised from the upstream's listing
+	upstream tenants.Upstream
+	args     map[string]any
+	method   string // audit: HTTP method, or "MCP"
+	path     string // audit: path template, or the upstream tool name
+	scopes   []string
+}
+
+// doFunc performs the upstream call with Token B ("" for auth mode none).
+type doFunc func(ctx context.Context, token string) (*sdk.CallToolResult, Outcome, error)
+
+// run is the hot path after argument checks: policy → audit intent →
+// broker → upstream → audit outcome. Errors returned are JSON-RPC errors
+// (e.g. -32042); everything the agent can act on is a tool result.
+func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToolResult, error) {
+	rs, start := p.rs, h.cfg.Now()
+	retry := false
+	if p.req.Params.RequestState != "" {
+		if err := h.state.decode(ctx, rs.snap.tenant.ID, rs.principal.Subject, p.tool.Name, p.req.Params.RequestState); err != nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState failed verification (tampered, expired, or made for another user or tool); call the tool again without it"}
+		}
+		retry = true
+		for _, resp := range p.req.Params.InputResponses {
+			if er, ok := resp.(*sdk.ElicitResult); ok && er.Action != "" && er.Action != "accept" {
+				return toolError("consent_declined", fmt.Sprintf("you did not grant access to %s, so %s was not called", p.upstream.Name, p.tool.Name), nil), nil
+			}
+		}
+	}
+
+	d, err := h.cfg.Policy.Decide(ctx, Call{TenantID: rs.snap.tenant.ID, Principal: rs.principal, Tool: p.tool, Upstream: p.upstream, Args: p.args, EndpointScopes: rs.snap.idp.RequiredScopes})
+	if err != nil {
+		h.log.ErrorContext(ctx, "mcp policy failed", "tenant_id", rs.snap.tenant.ID, "tool", p.tool.Name, "request_id", rs.requestID, "err", err)
+		return toolError("internal", "Locksmith could not evaluate the policy for this call, so it was not made; quote request id "+rs.requestID+" if you contact your admin", nil), nil
+	}
+	intent := Intent{
+		TenantID: rs.snap.tenant.ID, RequestID: rs.requestID,
+		Issuer: rs.principal.Issuer, Subject: rs.principal.Subject, Email: rs.principal.Email,
+		Agent: rs.principal.AgentClientID, Act: rs.principal.Act,
+		Tool: p.tool.Name, UpstreamID: p.upstream.ID, Upstream: p.upstream.Slug,
+		Method: p.method, PathTemplate: p.path, Decision: d,
+	}
+	auditID, err := h.cfg.Audit.Intent(ctx, intent)
+	if err != nil {
+		h.log.ErrorContext(ctx, "mcp audit intent failed", "tenant_id", rs.snap.tenant.ID, "tool", p.tool.Name, "request_id", rs.requestID, "err", err)
+		return toolError("retryable", "Locksmith could not record this call in the audit trail, so it did not call "+p.upstream.Name+"; retry in a moment", map[string]any{"retryable": true}), nil
+	}
+	finish := func(out Outcome) {
+		out.Latency = h.cfg.Now().Sub(start)
+		if err := h.cfg.Audit.Outcome(context.WithoutCancel(ctx), auditID, out); err != nil {
+			h.log.ErrorContext(ctx, "mcp audit outcome failed", "audit_id", auditID, "request_id", rs.requestID, "err", err)
+		}
+	}
+	switch d.Effect {
+	case Allow:
+	case NeedsApproval:
+		finish(Outcome{Result: "denied", Error: d.Reason})
+		return toolError("approval_required", fmt.Sprintf("%s is destructive and %s; it was not called", p.tool.Name, d.Reason),
+			map[string]any{"approvals_required": d.Approvals}), nil
+	default:
+		finish(Outcome{Result: "denied", Error: d.Reason})
+		return toolError("policy", "refused by policy: "+d.Reason, nil), nil
+	}
+
+	token := ""
+	var tok UpstreamToken
+	if p.upstream.AuthMode != tenants.AuthNone {
+		if h.cfg.Broker == nil {
+			finish(Outcome{Result: "error", Error: "no token broker"})
+			return toolError("unavailable", "Locksmith can't get credentials for "+p.upstream.Name+" yet (the token broker is not configured on this server); ask your admin", nil), nil
+		}
+		tok, err = h.cfg.Broker.Token(ctx, rs.snap.tenant.ID, p.upstream.ID, User{
+			Issuer: rs.principal.Issuer, Subject: rs.principal.Subject, Email: rs.principal.Email, RawTokenA: rs.rawToken,
+		}, p.scopes)
+		var cre *ConsentRequiredError
+		switch {
+		case errors.As(err, &cre):
+			finish(Outcome{Result: "consent_required", Error: cre.Reason})
+			return h.consentResult(ctx, p, cre, retry)
+		case err != nil && IsRetryable(err):
+			h.log.WarnContext(ctx, "mcp broker temporary failure", "tenant_id", rs.snap.tenant.ID, "upstream", p.upstream.Slug, "request_id", rs.requestID, "err", err)
+			finish(Outcome{Result: "upstream_error", Error: "broker: temporary"})
+			return retryable(fmt.Sprintf("Locksmith could not refresh your credential for %s just now; this is temporary, retry in a moment", p.upstream.Name), retryAfterOf(err)), nil
+		case err != nil:
+			h.log.ErrorContext(ctx, "mcp broker failed", "tenant_id", rs.snap.tenant.ID, "upstream", p.upstream.Slug, "request_id", rs.requestID, "err", err)
+			finish(Outcome{Result: "error", Error: "broker failed"})
+			return toolError("internal", "Locksmith could not get your credential for "+p.upstream.Name+"; quote request id "+rs.requestID+" if you contact your admin", nil), nil
+		}
+		token = tok.Value
+	}
+
+	res, out, err := do(ctx, token)
+	out.TokenScopes, out.Narrowed = tok.Scopes, tok.Narrowed
+	var cre *ConsentRequiredError
+	if errors.As(err, &cre) {
+		// The upstream refused Token B (401): the grant needs re-consent.
+		out.Result, out.Error = "consent_required", cre.Reason
+		finish(out)
+		return h.consentResult(ctx, p, cre, retry)
+	}
+	finish(out)
+	return res, err
+}
+
+// consentResult tells the agent where the user grants access: an
+// input-required result (2026-07-28 clients that handle URL elicitation), a
+// URLElicitationRequired error -32042 (2025-11-25 clients that declared URL
+// elicitation), or a tool error with the link (everyone else, and every retry
+// that comes back without the grant, so clients never loop).
+func (h *Handler) consentResult(ctx context.Context, p *callPlan, cre *ConsentRequiredError, retry bool) (*sdk.CallToolResult, error) {
+	rs := p.rs
+	link := cre.ConsentURL
+	if link == "" {
+		link = h.consentURL(rs.snap.tenant.Slug, p.upstream.Slug, append(cre.MissingScopes, p.scopes...))
+	}
+	what := "access to " + p.upstream.Name
+	if len(cre.MissingScopes) > 0 {
+		what += " (" + strings.Join(cre.MissingScopes, " ") + ")"
+	}
+	msg := fmt.Sprintf("%s needs your permission: grant %s in your browser, then call the tool again", p.tool.Name, what)
+	if cre.Reason == "needs_reauth" || cre.Reason == "upstream_refused_token" {
+		msg = fmt.Sprintf("%s needs you to reconnect %s (your earlier grant no longer works): open the link, then call the tool again", p.tool.Name, p.upstream.Name)
+	}
+	proto := p.req.ProtocolVersion()
+	if !retry && proto >= version20260728 {
+		if c := p.req.ClientCapabilities(); c != nil && c.Elicitation != nil && c.Elicitation.URL != nil {
+			st, err := h.state.encode(ctx, requestState{Tenant: rs.snap.tenant.ID, Subject: rs.principal.Subject, Tool: p.tool.Name})
+			if err == nil {
+				return &sdk.CallToolResult{
+					InputRequests: sdk.InputRequestMap{"consent": &sdk.ElicitParams{Mode: "url", Message: msg, URL: link}},
+					RequestState:  st,
+				}, nil
+			}
+			h.log.ErrorContext(ctx, "mcp request state failed", "request_id", rs.requestID, "err", err)
+		}
+	}
+	if !retry && proto >= version20251125 && proto < version20260728 && h.caps.has(rs.tokenKey) {
+		return nil, sdk.URLElicitationRequiredError([]*sdk.ElicitParams{{Mode: "url", Message: msg, URL: link, ElicitationID: randomID()}})
+	}
+	text := msg + ":\n" + link
+	if retry {
+		text = "access to " + p.upstream.Name + " is still not granted. Open the link, finish granting access, then call " + p.tool.Name + " again:\n" + link
+	}
+	return toolError("consent_required", text, map[string]any{"consent_url": link, "reason": cre.Reason, "missing_scopes": cre.MissingScopes}), nil
+}
+
+// consentURL is the consent page of issue 5 for an upstream and scopes. It
+// carries no PII and is not pre-authenticated: the user signs in there.
+func (h *Handler) consentURL(tenantSlug, upstreamSlug string, scopes []string) string {
+	u := h.base + "/t/" + url.PathEscape(tenantSlug) + "/connect/" + url.PathEscape(upstreamSlug)
+	seen := map[string]bool{}
+	var sc []string
+	for _, s := range scopes {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			sc = append(sc, s)
+		}
+	}
+	if len(sc) > 0 {
+		u += "?scope=" + url.QueryEscape(strings.Join(sc, " "))
+	}
+	return u
+}
+
+// toolError is a failed call the agent can read and act on: text for the
+// model and a structured error object.
+func toolError(kind, msg string, extra map[string]any) *sdk.CallToolResult {
+	e := map[string]any{"kind": kind, "message": msg}
+	for k, v := range extra {
+		if v != nil {
+			e[k] = v
+		}
+	}
+	return &sdk.CallToolResult{
+		IsError:           true,
+		Content:           []sdk.Content{&sdk.TextContent{Text: msg}},
+		StructuredContent: map[string]any{"error": e},
+	}
+}
+
+// retryable is a temporary failure.
+func retryable(msg string, after time.Duration) *sdk.CallToolResult {
+	extra := map[string]any{"retryable": true}
+	if after > 0 {
+		extra["retry_after_seconds"] = int(after.Seconds())
+		msg += fmt.Sprintf(" (after %d s)", int(after.Seconds()))
+	}
+	return toolError("retryable", msg, extra)
+}
+
+func retryAfterOf(err error) time.Duration {
+	var re *RetryableError
+	if errors.As(err, &re) {
+		return re.RetryAfter
+	}
+	return 0
+}
