@@ -13,7 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/locksmithhq/locksmith/consent"
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/approvals"
+	"github.com/locksmithhq/locksmith/tenants/audit"
+	"github.com/locksmithhq/locksmith/tenants/policy"
 )
 
 // DefaultMaxBodyBytes caps request bodies (1 MiB) unless a route sets its own.
@@ -48,6 +52,16 @@ type Config struct {
 	// bearer-auth and public routes, mounted outside the browser session
 	// and CSRF middleware.
 	MCP http.Handler
+	// Consent is the token broker behind the end-user pages (sign-in through
+	// the tenant's IdP, consent, My connections, /oauth/callback); nil
+	// leaves them unmounted.
+	Consent *consent.Broker
+	// Policy, Approvals and AuditLog back the console's Policies, Approvals
+	// and Audit pages and the /api/v1/audit and /api/v1/approvals routes;
+	// nil leaves a page as its placeholder and its API routes answering 503.
+	Policy    *policy.Engine
+	Approvals *approvals.Service
+	AuditLog  *audit.Store
 }
 
 // Server is Locksmith's HTTP handler.
@@ -57,6 +71,7 @@ type Server struct {
 	handler http.Handler
 	metrics *httpMetrics
 	console consoleState
+	eu      enduserState
 }
 
 // New builds the server and its route table.
@@ -131,6 +146,7 @@ func (s *Server) routes() {
 	}
 	s.apiRoutes()
 	s.consoleRoutes()
+	s.enduserRoutes()
 	s.Handle("GET /", func(w http.ResponseWriter, r *http.Request) error {
 		return &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("no page at %s", r.URL.Path)}
 	})

@@ -31,8 +31,11 @@ type stack struct {
 	Tasks *tasks.Server
 }
 
+// stackOption adjusts Main after Open and before Run.
+type stackOption func(t *testing.T, m *Main)
+
 // startStack runs Main (HTTP and workers) against the package database.
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -63,6 +66,9 @@ func startStack(t *testing.T) *stack {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, m.Open(ctx))
+	for _, o := range opts {
+		o(t, m)
+	}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	t.Cleanup(func() {

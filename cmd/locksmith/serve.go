@@ -106,6 +106,10 @@ func (m *Main) Open(ctx context.Context) error {
 			BaseURL: m.Config.BaseURL,
 			Ready:   readiness{db},
 			Tenants: m.Tenants,
+			// End-user sign-in, consent, My connections and /oauth/callback.
+			Consent: m.Broker,
+			// The Policies, Approvals and Audit pages and their API routes.
+			Policy: m.Policy, Approvals: m.Approval, AuditLog: m.AuditLog,
 			// Set behind a trusted proxy so sign-in rate limits are per client.
 			ClientIPHeader: m.Config.ClientIPHeader,
 			Registry:       web.NewRegistry(),
