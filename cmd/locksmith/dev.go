@@ -176,8 +176,9 @@ Locksmith dev stack is running. Ctrl-C stops everything.
                    sign in as %s / %s
   MCP endpoint     %s
   Resource meta    %s/.well-known/oauth-protected-resource/t/%s/mcp
-  Demo IdP         %s  (users: engineer, approver, approver2, finance)
-  Acme Tasks       %s  (demo upstream; OpenAPI at %s/openapi.json)
+  Demo IdP         %s/.well-known/openid-configuration
+                   (users: engineer, approver, approver2, finance)
+  Acme Tasks       %s/openapi.json  (the demo upstream)
   Health           %s/healthz · %s/readyz · %s/metrics
 
 A fresh Token A for a demo user:
@@ -192,7 +193,7 @@ MCP client configuration (the client discovers the demo IdP from the MCP URL):
   VS Code          .vscode/mcp.json:
                    {"servers": {"locksmith-acme": {"type": "http", "url": "%s"}}}
 `, base, devAdminEmail, env["DEV_ADMIN_PASSWORD"], mcpURL, base, seed.Tenant.Slug,
-		demoIdP.URL(), acme.URL(), acme.URL(), base, base, base, mcpURL, mcpURL, mcpURL, mcpURL)
+		demoIdP.URL(), acme.URL(), base, base, base, mcpURL, mcpURL, mcpURL, mcpURL)
 	for _, n := range seed.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
