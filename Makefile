@@ -5,12 +5,13 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 GO ?= go
 
-.PHONY: dev test generate check-generated vet fmt-check build fuzz bench dev-check help
+.PHONY: conformance dev test generate check-generated vet fmt-check build fuzz bench dev-check help
 
 help:
 	@echo "make dev    run Locksmith locally (PostgreSQL found or started, demo IdP, Acme Tasks, demo tenant)"
 	@echo "make test   generate-check, gofmt, go vet, go test -race ./... against a real PostgreSQL"
 	@echo "make fuzz   run each fuzz target briefly"
+	@echo "make conformance  run the MCP conformance suite through Locksmith (CI runs it)"
 	@echo "make bench  run the benchmarks under bench/"
 
 dev:
@@ -56,6 +57,11 @@ fuzz:
 			$(GO) test -run='^$$' -fuzz="^$$fz$$" -fuzztime=$(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# The official MCP conformance suite through Locksmith, fronting the Go SDK's
+# everything-server as an upstream MCP server (see docs/mcp.md). Needs npm.
+conformance:
+	bash scripts/conformance.sh
 
 bench:
 	@export DATABASE_URL="$$(scripts/ensure-postgres.sh)"; \
