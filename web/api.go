@@ -136,6 +136,20 @@ func (s *Server) apiRouteTable() []apiRoute {
 			doc:  "Absent fields keep their values; approvals_required null returns to the tenant default.",
 			body: apiToolInput{}, resp: apiTool{}}},
 		{"DELETE", "/api/v1/tools/{id}", s.apiDeleteTool, apiOperation{id: "deleteTool", tag: "Tools", summary: "Remove a tool", status: http.StatusNoContent}},
+
+		{"GET", "/api/v1/audit", s.apiListAudit, apiOperation{id: "listAuditEvents", tag: "Audit", summary: "Search the audit trail",
+			doc: "Calls agents made, newest first, a page at a time: who (user), through which agent, which tool on which " +
+				"upstream, the scopes used, the policy's decision and the outcome. Filters combine; the cursor continues " +
+				"the same search.",
+			query: append(append([]apiParam{}, apiAuditQuery...),
+				apiParam{name: "limit", typ: "integer", doc: fmt.Sprintf("Page size, 1 to %d (default %d).", apiMaxLimit, apiDefaultLimit)},
+				apiParam{name: "cursor", typ: "string", doc: "The next_cursor of the previous page; omit for the first page."}),
+			resp: apiAuditPage{}}},
+		{"GET", "/api/v1/approvals", s.apiListApprovals, apiOperation{id: "listApprovals", tag: "Approvals", summary: "List approval requests",
+			doc: "Calls held for two-person approval, newest first, a page at a time, with their arguments and how many " +
+				"approvals they have and need.",
+			query: append([]apiParam{{name: "status", typ: "string", doc: "pending, approved, used, rejected or expired; omit for all."}}, page...),
+			resp:  apiApprovalPage{}}},
 	}
 }
 

@@ -121,6 +121,8 @@ func apiOpenAPIDocument(baseURL string, routes []apiRoute) map[string]any {
 			{"name": "IdP", "description": "The identity provider Token A is validated against (at most one per tenant)."},
 			{"name": "Upstreams", "description": "APIs that tools call on behalf of users."},
 			{"name": "Tools", "description": "Operations agents can call."},
+			{"name": "Audit", "description": "Every call agents made, and its outcome."},
+			{"name": "Approvals", "description": "Calls held for two-person approval."},
 			{"name": "Presets", "description": "Facts about common providers to start from."},
 			{"name": "Meta"},
 		},

@@ -82,6 +82,7 @@ func (s *Server) frame(ctx context.Context, r *http.Request, acct tenants.Accoun
 	for _, m := range ms {
 		f.Tenants = append(f.Tenants, views.TenantRef{Slug: m.Tenant.Slug, Name: m.Tenant.Name, Role: string(m.Role), Current: m.Tenant.ID == t.ID})
 	}
+	f.PendingApprovals = s.pendingApprovals(ctx, t)
 	return f, nil
 }
 

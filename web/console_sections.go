@@ -9,7 +9,9 @@ import (
 // plannedSection is a console section whose features are not built yet. Its
 // page is a finished empty state that says what the page is for. When a
 // section is built, its entry goes and its own console_<key>.go registers
-// real routes.
+// real routes. Policies, Approvals and Audit are built; their entries
+// remain only for a server configured without the policy engine, the
+// approvals service or the audit store (see sectionServed).
 type plannedSection struct {
 	key    string
 	lead   string
@@ -44,6 +46,20 @@ func plannedSections() []plannedSection {
 				Body: "Plans, usage of tool calls and invoices will be managed here by the tenant's owners."},
 		},
 	}
+}
+
+// sectionServed reports whether the section key has its real pages on this
+// server, in place of its placeholder.
+func (s *Server) sectionServed(key string) bool {
+	switch key {
+	case "policies":
+		return s.cfg.Policy != nil
+	case "approvals":
+		return s.cfg.Approvals != nil
+	case "audit":
+		return s.cfg.AuditLog != nil
+	}
+	return false
 }
 
 // plannedPage renders a planned section's page.

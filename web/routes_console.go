@@ -81,7 +81,19 @@ func (s *Server) consoleRoutes() {
 	s.browser("POST "+t+"/api-keys/revoke", s.tenantAccess(admin, s.revokeAPIKey))
 	s.browser("GET "+t+"/settings", s.tenantAccess(viewer, s.settingsPage))
 	s.browser("POST "+t+"/settings", s.tenantAccess(admin, s.renameTenant))
+	if s.cfg.Policy != nil {
+		s.policiesRoutes(t)
+	}
+	if s.cfg.Approvals != nil {
+		s.approvalsRoutes(t)
+	}
+	if s.cfg.AuditLog != nil {
+		s.auditRoutes(t)
+	}
 	for _, p := range plannedSections() {
+		if s.sectionServed(p.key) {
+			continue
+		}
 		s.browser("GET "+t+"/"+p.key, s.tenantAccess(viewer, s.plannedPage(p)))
 	}
 	// Anything else under a tenant: 404 inside the frame for members, the

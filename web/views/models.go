@@ -36,6 +36,9 @@ type Frame struct {
 	Active string
 	// Notice is a success message after a change ("" for none).
 	Notice string
+	// PendingApprovals is the number of approval requests waiting, shown
+	// as a badge on the Approvals entry (0 shows none).
+	PendingApprovals int
 }
 
 // NavItem is one entry of the sidebar.
@@ -44,6 +47,8 @@ type NavItem struct {
 	Label   string
 	Href    string
 	Current bool
+	// Count is a number shown beside the label (0 for none).
+	Count int
 }
 
 // TestID is the entry's data-testid ("nav-idp").
@@ -107,7 +112,11 @@ func (f Frame) nav() []navGroup {
 			out = append(out, navGroup{Label: s.Group})
 		}
 		g := &out[len(out)-1]
-		g.Items = append(g.Items, NavItem{Key: s.Key, Label: s.Label, Href: SectionHref(f.Tenant.Slug, s.Key), Current: s.Key == f.Active})
+		it := NavItem{Key: s.Key, Label: s.Label, Href: SectionHref(f.Tenant.Slug, s.Key), Current: s.Key == f.Active}
+		if s.Key == "approvals" {
+			it.Count = f.PendingApprovals
+		}
+		g.Items = append(g.Items, it)
 	}
 	return out
 }
