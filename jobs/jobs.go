@@ -64,6 +64,10 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 	if err != nil {
 		return nil, err
 	}
+	enduserPeriodic, err := addEndUserPurgeWorker(workers, cfg) // enduser_purge.go
+	if err != nil {
+		return nil, err
+	}
 	rc := &river.Config{
 		// River reports routine progress at info level every few seconds;
 		// only its warnings and errors reach Locksmith's log.
@@ -80,6 +84,7 @@ func NewClient(cfg Config) (*river.Client[pgx.Tx], error) {
 		}
 		rc.PeriodicJobs = append(rc.PeriodicJobs, auditPeriodic...)
 		rc.PeriodicJobs = append(rc.PeriodicJobs, grantPeriodic...)
+		rc.PeriodicJobs = append(rc.PeriodicJobs, enduserPeriodic...)
 		if cfg.Broker != nil {
 			rc.Queues[consent.QueueGrants] = river.QueueConfig{MaxWorkers: cfg.MaxWorkers}
 		}

@@ -89,6 +89,7 @@ func (s *Server) enduserRoutes() {
 	s.endUser("GET "+t+"/oauth/callback", s.consentCallback)
 	s.endUser("GET "+t+"/me", s.connectionsPage)
 	s.endUser("POST "+t+"/me/connections/{id}/disconnect", s.disconnect)
+	s.approverRoutes(t) // enduser_approvals.go
 	s.mux.Handle("GET /oauth/callback", s.eu.cop.Handler(http.HandlerFunc(s.upstreamCallback)))
 }
 
