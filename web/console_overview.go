@@ -10,22 +10,31 @@ import (
 	"github.com/locksmithhq/locksmith/web/views"
 )
 
+// dashboardDays is how many UTC days the calls chart covers (today last).
+const dashboardDays = 14
+
 // activity is what the dashboard shows besides setup: whether agents have
-// connected and called (from the audit trail and grants) and, once the
-// audit pages land, calls per day.
+// connected and called (from the audit trail and grants), calls per day,
+// and the grants, denials and approvals cards.
 type activity struct {
 	// CallsPerDay is one entry per day, oldest first.
 	CallsPerDay []dayCount
+	// ActiveGrants and PendingApprovals are counts; RecentDenials newest first.
+	ActiveGrants     int
+	PendingApprovals int
+	RecentDenials    []tenants.Denial
 	// AgentConnected is true once any agent presented a valid token.
 	AgentConnected bool
 	// CallSucceeded is true once any tool call succeeded.
 	CallSucceeded bool
 }
 
-// dayCount is the number of tool calls on one (UTC) day.
+// dayCount is the number of tool calls on one (UTC) day; Denied of them
+// were denied.
 type dayCount struct {
-	Day   time.Time
-	Calls int
+	Day    time.Time
+	Calls  int
+	Denied int
 }
 
 // overviewModel builds the Overview page: the checklist from the setup
@@ -79,9 +88,10 @@ func callsChart(days []dayCount) views.Chart {
 		Empty: views.EmptyState{TestID: "calls-empty", Title: "No calls yet",
 			Body: "Calls appear here once agents connect and start using tools. Follow the steps above to connect your first agent."},
 	}
-	total, peak, peakDay := 0, 0, time.Time{}
+	total, denied, peak, peakDay := 0, 0, 0, time.Time{}
 	for _, d := range days {
 		total += d.Calls
+		denied += d.Denied
 		if d.Calls > peak {
 			peak, peakDay = d.Calls, d.Day
 		}
@@ -109,16 +119,45 @@ func callsChart(days []dayCount) views.Chart {
 		x := float64(chartLeft) + slot*float64(i) + (slot-barW)/2
 		c.Bars = append(c.Bars, views.Bar{
 			X: ftoa(x), Y: ftoa(float64(chartBottom) - h), W: ftoa(barW), H: ftoa(h),
-			Label: fmt.Sprintf("%s: %s", d.Day.UTC().Format("2 Jan"), plural(d.Calls, "call")),
+			Label: fmt.Sprintf("%s: %s%s", d.Day.UTC().Format("2 Jan"), plural(d.Calls, "call"), deniedNote(d.Denied)),
 		})
 		if i%labelEvery == 0 || i == len(days)-1 {
 			c.XTicks = append(c.XTicks, views.Tick{X: ftoa(x + barW/2), Y: itoa(chartXLabelY), Label: d.Day.UTC().Format("2 Jan")})
 		}
-		c.Rows = append(c.Rows, views.ChartRow{Label: formatDate(d.Day), Value: strconv.Itoa(d.Calls)})
+		c.Rows = append(c.Rows, views.ChartRow{Label: formatDate(d.Day), Value: strconv.Itoa(d.Calls) + deniedNote(d.Denied)})
 	}
 	c.Summary = fmt.Sprintf("%s in the last %s; the busiest day was %s with %s.",
 		plural(total, "call"), plural(len(days), "day"), peakDay.UTC().Format("2 Jan"), plural(peak, "call"))
+	if denied > 0 {
+		c.Summary += fmt.Sprintf(" %d of them denied.", denied)
+	}
 	return c
+}
+
+// deniedNote is " (n denied)", or "" for none.
+func deniedNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d denied)", n)
+}
+
+// dashboardCards fills the Overview's grants, denials and approvals cards.
+func dashboardCards(slug string, act activity) views.DashboardCards {
+	d := views.DashboardCards{
+		ActiveGrants:     act.ActiveGrants,
+		GrantsHref:       views.SectionHref(slug, "audit"),
+		PendingApprovals: act.PendingApprovals,
+		ApprovalsHref:    views.SectionHref(slug, "approvals"),
+		DenialsHref:      views.SectionHref(slug, "audit") + "?decision=deny",
+	}
+	for _, x := range act.RecentDenials {
+		d.Denials = append(d.Denials, views.DenialRow{
+			At: x.At.UTC().Format(time.RFC3339), When: formatTime(x.At),
+			UserEmail: x.UserEmail, Agent: x.Agent, Tool: x.Tool, Reason: x.Reason,
+		})
+	}
+	return d
 }
 
 // niceCeil rounds n up to 1, 2 or 5 times a power of ten (at least 1), so
@@ -162,6 +201,14 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, c consoleCtx) 
 	if err != nil {
 		return err
 	}
-	act := activity{AgentConnected: ca.AgentConnected, CallSucceeded: ca.CallSucceeded}
-	return s.render(w, r, http.StatusOK, views.Overview(overviewModel(f, counts, act)))
+	dash, err := s.cfg.Tenants.Dashboard(r.Context(), c.Tenant.ID, dashboardDays)
+	if err != nil {
+		return err
+	}
+	act := activity{AgentConnected: ca.AgentConnected, CallSucceeded: ca.CallSucceeded,
+		ActiveGrants: dash.ActiveGrants, PendingApprovals: dash.PendingApprovals, RecentDenials: dash.RecentDenials}
+	for _, d := range dash.CallsPerDay {
+		act.CallsPerDay = append(act.CallsPerDay, dayCount{Day: d.Day, Calls: d.Allowed + d.Denied, Denied: d.Denied})
+	}
+	return s.render(w, r, http.StatusOK, views.OverviewDashboard(overviewModel(f, counts, act), dashboardCards(c.Tenant.Slug, act)))
 }
