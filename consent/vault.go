@@ -534,15 +534,7 @@ func (v *Vault) markNeedsReauthTx(ctx context.Context, tx pgx.Tx, tenantID, gran
 // and upstream revocations still pending after a week (their job gave up).
 // It returns how many rows it deleted.
 func (v *Vault) Purge(ctx context.Context) (int64, error) {
-	var ids []uuid.UUID
-	err := v.db.InTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT id FROM tenants ORDER BY id")
-		if err != nil {
-			return err
-		}
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		return err
-	})
+	ids, err := v.db.TenantIDs(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("consent: purge: list tenants: %w", err)
 	}

@@ -137,3 +137,21 @@ func (db *DB) InAccount(ctx context.Context, accountID uuid.UUID, fn func(pgx.Tx
 func (db *DB) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, db.pool, fn)
 }
+
+// TenantIDs lists every tenant's id, in id order, for jobs that work tenant
+// by tenant (each then runs its own InTenant transaction).
+func (db *DB) TenantIDs(ctx context.Context) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	err := db.InTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT id FROM tenants ORDER BY id")
+		if err != nil {
+			return err
+		}
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sql: list tenants: %w", err)
+	}
+	return ids, nil
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	lsql "github.com/locksmithhq/locksmith/sql"
@@ -30,15 +29,7 @@ const (
 // It is the periodic job's work: the pages only clean up the tenant they
 // serve, and only when someone signs in.
 func PurgeEndUserState(ctx context.Context, db *lsql.DB, now time.Time) (sessions, states int64, err error) {
-	var ids []uuid.UUID
-	err = db.InTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT id FROM tenants ORDER BY id")
-		if err != nil {
-			return err
-		}
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		return err
-	})
+	ids, err := db.TenantIDs(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("tenants: purge end-user state: list tenants: %w", err)
 	}

@@ -514,15 +514,7 @@ func purgeFinished(ctx context.Context, db *lsql.DB, tenantID uuid.UUID, before 
 // than olderThan before now, for every tenant (the periodic job). It
 // carries on past a failing tenant and returns the errors joined.
 func Maintain(ctx context.Context, db *lsql.DB, now time.Time, olderThan time.Duration) (expired, purged int64, err error) {
-	var ids []uuid.UUID
-	err = db.InTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT id FROM tenants ORDER BY id")
-		if err != nil {
-			return err
-		}
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		return err
-	})
+	ids, err := db.TenantIDs(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("approvals: list tenants: %w", err)
 	}

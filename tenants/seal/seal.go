@@ -390,15 +390,7 @@ func (s *Sealer) Rewrap(ctx context.Context, tenantID uuid.UUID) (int, error) {
 // RewrapAll re-wraps the data keys of every tenant (see Rewrap) and returns
 // the total re-wrapped.
 func (s *Sealer) RewrapAll(ctx context.Context) (int, error) {
-	var ids []uuid.UUID
-	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT id FROM tenants ORDER BY id")
-		if err != nil {
-			return err
-		}
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		return err
-	})
+	ids, err := s.db.TenantIDs(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("seal: list tenants: %w", err)
 	}
