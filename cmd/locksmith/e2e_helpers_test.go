@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 	base := "http://" + ln.Addr().String()
 	baseURL, err := url.Parse(base)
 	require.NoError(t, err)
-	key, err := seal.GenerateMasterKey("e2e")
+	key, err := testMasterKey()
 	require.NoError(t, err)
 	mk, err := seal.ParseMasterKeys(key)
 	require.NoError(t, err)
@@ -162,4 +163,19 @@ func value(t *testing.T, ctx context.Context, id string) string {
 	s, err := chromedp.Run(ctx, chromedp.Value(tid(id)))
 	require.NoError(t, err, "value of %s", id)
 	return s
+}
+
+var (
+	masterKeyOnce sync.Once
+	masterKey     string
+	masterKeyErr  error
+)
+
+// testMasterKey is the one LOCKSMITH_MASTER_KEY of this package's tests. All
+// of them share the package database, and every running Main's workers pick
+// up jobs for any tenant in it: with different master keys they could not
+// open each other's tenants' data keys.
+func testMasterKey() (string, error) {
+	masterKeyOnce.Do(func() { masterKey, masterKeyErr = seal.GenerateMasterKey("test") })
+	return masterKey, masterKeyErr
 }

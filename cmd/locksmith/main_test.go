@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/locksmithhq/locksmith/sql/sqltest"
-	"github.com/locksmithhq/locksmith/tenants/seal"
 	"github.com/locksmithhq/locksmith/web"
 )
 
@@ -29,8 +28,11 @@ var binary string
 func TestMain(m *testing.M) {
 	// Child mode: the graceful-shutdown test re-runs this test binary as a
 	// server with a slow route and sends it SIGTERM.
-	if os.Getenv("LOCKSMITH_TEST_CHILD") == "serve-slow" {
+	switch os.Getenv("LOCKSMITH_TEST_CHILD") {
+	case "serve-slow":
 		os.Exit(childServeSlow())
+	case "serve":
+		os.Exit(childServe())
 	}
 	dir, err := os.MkdirTemp("", "locksmith-bin")
 	if err != nil {
@@ -63,7 +65,7 @@ func childServeSlow() int {
 }
 
 func goodEnv(t *testing.T) map[string]string {
-	key, err := seal.GenerateMasterKey("k1")
+	key, err := testMasterKey()
 	require.NoError(t, err)
 	return map[string]string{
 		"DATABASE_URL":         sqltest.OwnerURL(t),

@@ -86,7 +86,8 @@ func (m *Main) openDomain(ctx context.Context, baseURL string) error {
 }
 
 // openMCP builds the per-tenant MCP endpoint: Token A verified against each
-// tenant's IdP, Token B from the broker, upstreams called through the egress
+// tenant's IdP, the policy engine with two-person approvals, the durable
+// audit trail, Token B from the broker, upstreams called through the egress
 // client.
 func (m *Main) openMCP() (*webmcp.Handler, error) {
 	verifier, err := tokena.New(tokena.Config{HTTP: m.Egress.HTTPClient(), Logger: m.Logger})
@@ -100,6 +101,8 @@ func (m *Main) openMCP() (*webmcp.Handler, error) {
 		Verifier:   verifier,
 		HTTPClient: m.Egress.HTTPClient(),
 		Broker:     webmcp.ConsentBroker{Broker: m.Broker},
+		Policy:     webmcp.PolicyEngine{Engine: m.Policy, Approvals: m.Approval},
+		Audit:      webmcp.DurableAudit{Writer: m.Audit},
 		Sealer:     m.Sealer,
 	})
 }

@@ -17,10 +17,10 @@ import (
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, snap *snapshot) (*reqState, bool) {
 	ctx := r.Context()
 	rid := requestID(w)
-	scope := strings.Join(challengeScopes(snap.idp.RequiredScopes), " ")
-	if q := r.URL.Query(); q.Has("access_token") || q.Has("token") {
+	scope := func() string { return strings.Join(challengeScopes(snap.idp.RequiredScopes), " ") }
+	if r.URL.RawQuery != "" && (r.URL.Query().Has("access_token") || r.URL.Query().Has("token")) {
 		h.challenge(w, snap, http.StatusBadRequest, "invalid_request",
-			"never put the access token in the URL (it ends up in logs); send it as the header Authorization: Bearer <token>", scope)
+			"never put the access token in the URL (it ends up in logs); send it as the header Authorization: Bearer <token>", scope())
 		return nil, false
 	}
 	raw, problem := bearerToken(r)
@@ -28,10 +28,10 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, snap *sna
 	case problem == "" && raw == "":
 		h.challenge(w, snap, http.StatusUnauthorized, "",
 			"this MCP endpoint needs an access token from "+snap.idp.Issuer+" for "+snap.resource+
-				"; send it as Authorization: Bearer <token> (the resource metadata at "+snap.prmURL+" says where to get one)", scope)
+				"; send it as Authorization: Bearer <token> (the resource metadata at "+snap.prmURL+" says where to get one)", scope())
 		return nil, false
 	case problem != "":
-		h.challenge(w, snap, http.StatusUnauthorized, "invalid_token", problem, scope)
+		h.challenge(w, snap, http.StatusUnauthorized, "invalid_token", problem, scope())
 		return nil, false
 	}
 	p, err := h.cfg.Verifier.Verify(ctx, snap.idp, snap.audience, raw)
@@ -45,9 +45,9 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, snap *sna
 				"the signing keys of "+snap.idp.Issuer+" can't be fetched right now, so the token can't be checked; retry in a minute (request id "+rid+")", "")
 		case errors.As(err, &te):
 			h.log.InfoContext(ctx, "mcp token refused", "tenant_id", snap.tenant.ID, "request_id", rid, "reason", string(te.Reason))
-			h.challenge(w, snap, http.StatusUnauthorized, "invalid_token", te.PublicMessage(), scope)
+			h.challenge(w, snap, http.StatusUnauthorized, "invalid_token", te.PublicMessage(), scope())
 		case errors.Is(err, tokena.ErrInvalidToken):
-			h.challenge(w, snap, http.StatusUnauthorized, "invalid_token", "the access token was refused", scope)
+			h.challenge(w, snap, http.StatusUnauthorized, "invalid_token", "the access token was refused", scope())
 		default:
 			h.log.ErrorContext(ctx, "mcp token check failed", "tenant_id", snap.tenant.ID, "request_id", rid, "err", err)
 			writeOAuthError(w, http.StatusInternalServerError, "server_error",
@@ -57,7 +57,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, snap *sna
 	}
 	if missing := p.MissingScopes(snap.idp.RequiredScopes...); len(missing) > 0 {
 		h.challenge(w, snap, http.StatusForbidden, "insufficient_scope",
-			"the access token lacks the scopes "+strings.Join(missing, " ")+"; get a new token that also grants them (all scopes this endpoint needs are listed in scope)", scope)
+			"the access token lacks the scopes "+strings.Join(missing, " ")+"; get a new token that also grants them (all scopes this endpoint needs are listed in scope)", scope())
 		return nil, false
 	}
 	return &reqState{snap: snap, principal: p, rawToken: raw, tokenKey: tokenKey(raw), requestID: rid}, true

@@ -30,14 +30,32 @@ type callPlan struct {
 	method   string // audit: HTTP method, or "MCP"
 	path     string // audit: path template, or the upstream tool name
 	scopes   []string
+	proto    string // the request's protocol version
+}
+
+// protocolOf is the protocol version of a tools/call: the SDK's view of it
+// (per-request _meta, or the ephemeral session's), else the request header
+// (calls served by the fast path carry no SDK session).
+func protocolOf(rs *reqState, req *sdk.CallToolRequest) string {
+	if v := req.ProtocolVersion(); v != "" {
+		return v
+	}
+	return rs.version
 }
 
 // doFunc performs the upstream call with Token B ("" for auth mode none).
 type doFunc func(ctx context.Context, token string) (*sdk.CallToolResult, Outcome, error)
 
-// run is the hot path after argument checks: policy → audit intent →
-// broker → upstream → audit outcome. Errors returned are JSON-RPC errors
-// (e.g. -32042); everything the agent can act on is a tool result.
+// run is the hot path after argument checks: policy (with approvals) →
+// broker (Token B) → audit intent, committed → upstream → audit outcome,
+// committed → respond. Refused and held calls are audited by their intent
+// alone. Errors returned are JSON-RPC errors (e.g. -32042); everything the
+// agent can act on is a tool result.
+//
+// The broker runs before the intent so that the intent records the Token B
+// scopes actually used and whether they were narrowed; the broker calls no
+// upstream API (at most the upstream's token endpoint, to refresh), so the
+// rule "no upstream call without a committed intent" holds.
 func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToolResult, error) {
 	rs, start := p.rs, h.cfg.Now()
 	retry := false
@@ -48,83 +66,152 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 		retry = true
 		for _, resp := range p.req.Params.InputResponses {
 			if er, ok := resp.(*sdk.ElicitResult); ok && er.Action != "" && er.Action != "accept" {
-				return toolError("consent_declined", fmt.Sprintf("you did not grant access to %s, so %s was not called", p.upstream.Name, p.tool.Name), nil), nil
+				return toolError("declined", fmt.Sprintf("you declined, so %s was not called", p.tool.Name), nil), nil
 			}
 		}
 	}
 
-	d, err := h.cfg.Policy.Decide(ctx, Call{TenantID: rs.snap.tenant.ID, Principal: rs.principal, Tool: p.tool, Upstream: p.upstream, Args: p.args, EndpointScopes: rs.snap.idp.RequiredScopes})
+	args := p.args
+	if args == nil {
+		args = map[string]any{}
+	}
+	d, err := h.cfg.Policy.Decide(ctx, Call{
+		TenantID: rs.snap.tenant.ID, TenantSlug: rs.snap.tenant.Slug, RequestID: rs.requestID,
+		Principal: rs.principal, Tool: p.tool, Upstream: p.upstream, Args: args, EndpointScopes: rs.snap.idp.RequiredScopes,
+	})
 	if err != nil {
 		h.log.ErrorContext(ctx, "mcp policy failed", "tenant_id", rs.snap.tenant.ID, "tool", p.tool.Name, "request_id", rs.requestID, "err", err)
+		if IsRetryable(err) {
+			return retryable("Locksmith could not evaluate the policy for this call just now, so it was not made; retry in a moment", 0), nil
+		}
 		return toolError("internal", "Locksmith could not evaluate the policy for this call, so it was not made; quote request id "+rs.requestID+" if you contact your admin", nil), nil
 	}
 	intent := Intent{
 		TenantID: rs.snap.tenant.ID, RequestID: rs.requestID,
 		Issuer: rs.principal.Issuer, Subject: rs.principal.Subject, Email: rs.principal.Email,
 		Agent: rs.principal.AgentClientID, Act: rs.principal.Act,
-		Tool: p.tool.Name, UpstreamID: p.upstream.ID, Upstream: p.upstream.Slug,
+		Tool: p.tool.Name, UpstreamID: p.upstream.ID, Upstream: p.upstream.Slug, UpstreamName: p.upstream.Name,
 		Method: p.method, PathTemplate: p.path, Decision: d,
-	}
-	auditID, err := h.cfg.Audit.Intent(ctx, intent)
-	if err != nil {
-		h.log.ErrorContext(ctx, "mcp audit intent failed", "tenant_id", rs.snap.tenant.ID, "tool", p.tool.Name, "request_id", rs.requestID, "err", err)
-		return toolError("retryable", "Locksmith could not record this call in the audit trail, so it did not call "+p.upstream.Name+"; retry in a moment", map[string]any{"retryable": true}), nil
-	}
-	finish := func(out Outcome) {
-		out.Latency = h.cfg.Now().Sub(start)
-		if err := h.cfg.Audit.Outcome(context.WithoutCancel(ctx), auditID, out); err != nil {
-			h.log.ErrorContext(ctx, "mcp audit outcome failed", "audit_id", auditID, "request_id", rs.requestID, "err", err)
-		}
 	}
 	switch d.Effect {
 	case Allow:
 	case NeedsApproval:
-		finish(Outcome{Result: "denied", Error: d.Reason})
-		return toolError("approval_required", fmt.Sprintf("%s is destructive and %s; it was not called", p.tool.Name, d.Reason),
-			map[string]any{"approvals_required": d.Approvals}), nil
+		h.recordRefusal(ctx, intent)
+		return h.approvalResult(ctx, p, d, retry)
 	default:
-		finish(Outcome{Result: "denied", Error: d.Reason})
-		return toolError("policy", "refused by policy: "+d.Reason, nil), nil
+		h.recordRefusal(ctx, intent)
+		msg := "refused by policy: " + d.Reason
+		if d.Rule != "" {
+			msg = fmt.Sprintf("refused by policy (rule %q): %s", d.Rule, d.Reason)
+		}
+		return toolError("policy", msg, map[string]any{"rule": d.Rule}), nil
 	}
 
-	token := ""
 	var tok UpstreamToken
+	var brokerErr error
 	if p.upstream.AuthMode != tenants.AuthNone {
 		if h.cfg.Broker == nil {
-			finish(Outcome{Result: "error", Error: "no token broker"})
-			return toolError("unavailable", "Locksmith can't get credentials for "+p.upstream.Name+" yet (the token broker is not configured on this server); ask your admin", nil), nil
+			brokerErr = errNoBroker
+		} else {
+			tok, brokerErr = h.cfg.Broker.Token(ctx, rs.snap.tenant.ID, p.upstream.ID, User{
+				Issuer: rs.principal.Issuer, Subject: rs.principal.Subject, Email: rs.principal.Email, RawTokenA: rs.rawToken,
+			}, p.scopes)
 		}
-		tok, err = h.cfg.Broker.Token(ctx, rs.snap.tenant.ID, p.upstream.ID, User{
-			Issuer: rs.principal.Issuer, Subject: rs.principal.Subject, Email: rs.principal.Email, RawTokenA: rs.rawToken,
-		}, p.scopes)
+	}
+	intent.TokenScopes, intent.Narrowed = tok.Scopes, tok.Narrowed
+	auditID, auditErr := h.cfg.Audit.Intent(ctx, intent)
+	if auditErr != nil {
+		h.log.ErrorContext(ctx, "mcp audit intent failed", "tenant_id", rs.snap.tenant.ID, "tool", p.tool.Name, "request_id", rs.requestID, "err", auditErr)
+	}
+	finish := func(out Outcome) {
+		if auditErr != nil {
+			return
+		}
+		out.Latency = h.cfg.Now().Sub(start)
+		if out.TokenScopes == nil {
+			out.TokenScopes, out.Narrowed = tok.Scopes, tok.Narrowed
+		}
+		if err := h.cfg.Audit.Outcome(context.WithoutCancel(ctx), rs.snap.tenant.ID, auditID, out); err != nil {
+			h.log.ErrorContext(ctx, "mcp audit outcome failed", "audit_id", auditID, "request_id", rs.requestID, "err", err)
+		}
+	}
+
+	if brokerErr != nil {
+		// Nothing goes upstream: the agent gets the broker's answer even if
+		// the intent could not be recorded.
 		var cre *ConsentRequiredError
 		switch {
-		case errors.As(err, &cre):
-			finish(Outcome{Result: "consent_required", Error: cre.Reason})
+		case errors.Is(brokerErr, errNoBroker):
+			finish(Outcome{Result: "error", Error: "no token broker"})
+			return toolError("unavailable", "Locksmith can't get credentials for "+p.upstream.Name+" yet (the token broker is not configured on this server); ask your admin", nil), nil
+		case errors.As(brokerErr, &cre):
+			finish(Outcome{Result: "consent_required", Error: "consent required: " + cre.Reason})
 			return h.consentResult(ctx, p, cre, retry)
-		case err != nil && IsRetryable(err):
-			h.log.WarnContext(ctx, "mcp broker temporary failure", "tenant_id", rs.snap.tenant.ID, "upstream", p.upstream.Slug, "request_id", rs.requestID, "err", err)
-			finish(Outcome{Result: "upstream_error", Error: "broker: temporary"})
-			return retryable(fmt.Sprintf("Locksmith could not refresh your credential for %s just now; this is temporary, retry in a moment", p.upstream.Name), retryAfterOf(err)), nil
-		case err != nil:
-			h.log.ErrorContext(ctx, "mcp broker failed", "tenant_id", rs.snap.tenant.ID, "upstream", p.upstream.Slug, "request_id", rs.requestID, "err", err)
+		case IsRetryable(brokerErr):
+			h.log.WarnContext(ctx, "mcp broker temporary failure", "tenant_id", rs.snap.tenant.ID, "upstream", p.upstream.Slug, "request_id", rs.requestID, "err", brokerErr)
+			finish(Outcome{Result: "upstream_error", Error: "broker: temporary failure"})
+			return retryable(fmt.Sprintf("Locksmith could not refresh your credential for %s just now; this is temporary, retry in a moment", p.upstream.Name), retryAfterOf(brokerErr)), nil
+		default:
+			h.log.ErrorContext(ctx, "mcp broker failed", "tenant_id", rs.snap.tenant.ID, "upstream", p.upstream.Slug, "request_id", rs.requestID, "err", brokerErr)
 			finish(Outcome{Result: "error", Error: "broker failed"})
 			return toolError("internal", "Locksmith could not get your credential for "+p.upstream.Name+"; quote request id "+rs.requestID+" if you contact your admin", nil), nil
 		}
-		token = tok.Value
+	}
+	if auditErr != nil {
+		// No upstream call without a committed intent.
+		return retryable("Locksmith could not record this call in the audit trail, so it did not call "+p.upstream.Name+"; retry in a moment", 0), nil
 	}
 
-	res, out, err := do(ctx, token)
+	res, out, err := do(ctx, tok.Value)
 	out.TokenScopes, out.Narrowed = tok.Scopes, tok.Narrowed
 	var cre *ConsentRequiredError
 	if errors.As(err, &cre) {
 		// The upstream refused Token B (401): the grant needs re-consent.
-		out.Result, out.Error = "consent_required", cre.Reason
+		out.Result, out.Error = "consent_required", "upstream refused the token: "+cre.Reason
 		finish(out)
 		return h.consentResult(ctx, p, cre, retry)
 	}
+	if out.Error == "" && out.Result != "" && out.Result != "ok" {
+		out.Error = out.Result
+	}
 	finish(out)
 	return res, err
+}
+
+// errNoBroker: the Handler was built without a token broker.
+var errNoBroker = errors.New("mcp: no token broker")
+
+// recordRefusal audits a denied or held call (an intent, no outcome). A
+// failure is logged; the call is refused either way.
+func (h *Handler) recordRefusal(ctx context.Context, in Intent) {
+	if _, err := h.cfg.Audit.Intent(ctx, in); err != nil {
+		h.log.ErrorContext(ctx, "mcp audit of a refused call failed", "tenant_id", in.TenantID, "tool", in.Tool, "request_id", in.RequestID, "err", err)
+	}
+}
+
+// approvalResult tells the agent the call waits for approvers: the same
+// three forms as consent (input-required with a URL elicitation, -32042, or
+// a tool error with the link), carrying the approval's URL and id.
+func (h *Handler) approvalResult(ctx context.Context, p *callPlan, d Decision, retry bool) (*sdk.CallToolResult, error) {
+	if d.ApprovalURL == "" {
+		// No approvals service (DefaultPolicy): nothing to wait for.
+		return toolError("approval_required", fmt.Sprintf("%s is destructive and %s; it was not called", p.tool.Name, d.Reason),
+			map[string]any{"approvals_required": d.Approvals, "rule": d.Rule}), nil
+	}
+	msg := fmt.Sprintf("%s was not called: it %s by approvers other than you (%d of %d so far). Ask an approver to open the approval page, then call %s again with exactly the same arguments",
+		p.tool.Name, d.Reason, d.ApprovalsGiven, d.Approvals, p.tool.Name)
+	if res, err, ok := h.urlElicitation(ctx, p, msg, d.ApprovalURL, d.ApprovalID.String(), retry); ok {
+		return res, err
+	}
+	text := msg + ":\n" + d.ApprovalURL
+	if retry {
+		text = fmt.Sprintf("%s is still waiting for approval (%d of %d); it was not called. Call it again with the same arguments once it is approved:\n%s",
+			p.tool.Name, d.ApprovalsGiven, d.Approvals, d.ApprovalURL)
+	}
+	return toolError("approval_required", text, map[string]any{
+		"approval_url": d.ApprovalURL, "approval_id": d.ApprovalID.String(), "rule": d.Rule,
+		"approvals_required": d.Approvals, "approvals_given": d.ApprovalsGiven,
+	}), nil
 }
 
 // consentResult tells the agent where the user grants access: an
@@ -146,27 +233,47 @@ func (h *Handler) consentResult(ctx context.Context, p *callPlan, cre *ConsentRe
 	if cre.Reason == "needs_reauth" || cre.Reason == "upstream_refused_token" {
 		msg = fmt.Sprintf("%s needs you to reconnect %s (your earlier grant no longer works): open the link, then call the tool again", p.tool.Name, p.upstream.Name)
 	}
-	proto := p.req.ProtocolVersion()
-	if !retry && proto >= version20260728 {
-		if c := p.req.ClientCapabilities(); c != nil && c.Elicitation != nil && c.Elicitation.URL != nil {
-			st, err := h.state.encode(ctx, requestState{Tenant: rs.snap.tenant.ID, Subject: rs.principal.Subject, Tool: p.tool.Name})
-			if err == nil {
-				return &sdk.CallToolResult{
-					InputRequests: sdk.InputRequestMap{"consent": &sdk.ElicitParams{Mode: "url", Message: msg, URL: link}},
-					RequestState:  st,
-				}, nil
-			}
-			h.log.ErrorContext(ctx, "mcp request state failed", "request_id", rs.requestID, "err", err)
-		}
-	}
-	if !retry && proto >= version20251125 && proto < version20260728 && h.caps.has(rs.tokenKey) {
-		return nil, sdk.URLElicitationRequiredError([]*sdk.ElicitParams{{Mode: "url", Message: msg, URL: link, ElicitationID: randomID()}})
+	if res, err, ok := h.urlElicitation(ctx, p, msg, link, randomID(), retry); ok {
+		return res, err
 	}
 	text := msg + ":\n" + link
 	if retry {
 		text = "access to " + p.upstream.Name + " is still not granted. Open the link, finish granting access, then call " + p.tool.Name + " again:\n" + link
 	}
 	return toolError("consent_required", text, map[string]any{"consent_url": link, "reason": cre.Reason, "missing_scopes": cre.MissingScopes}), nil
+}
+
+// urlElicitation answers with a URL elicitation when the client can take
+// one and this is not already a retry: an input-required result for
+// 2026-07-28 clients that declare elicitation.url, -32042 for 2025-11-25
+// clients that declared it in initialize. ok is false when the caller should
+// answer with a tool error instead.
+func (h *Handler) urlElicitation(ctx context.Context, p *callPlan, msg, link, elicitationID string, retry bool) (*sdk.CallToolResult, error, bool) {
+	if retry {
+		return nil, nil, false
+	}
+	rs := p.rs
+	proto := p.proto
+	if proto == "" {
+		proto = protocolOf(rs, p.req)
+	}
+	if proto >= version20260728 {
+		if c := p.req.ClientCapabilities(); c != nil && c.Elicitation != nil && c.Elicitation.URL != nil {
+			st, err := h.state.encode(ctx, requestState{Tenant: rs.snap.tenant.ID, Subject: rs.principal.Subject, Tool: p.tool.Name})
+			if err == nil {
+				return &sdk.CallToolResult{
+					InputRequests: sdk.InputRequestMap{"link": &sdk.ElicitParams{Mode: "url", Message: msg, URL: link, ElicitationID: elicitationID}},
+					RequestState:  st,
+				}, nil, true
+			}
+			h.log.ErrorContext(ctx, "mcp request state failed", "request_id", rs.requestID, "err", err)
+		}
+		return nil, nil, false
+	}
+	if proto >= version20251125 && h.caps.has(rs.tokenKey) {
+		return nil, sdk.URLElicitationRequiredError([]*sdk.ElicitParams{{Mode: "url", Message: msg, URL: link, ElicitationID: elicitationID}}), true
+	}
+	return nil, nil, false
 }
 
 // consentURL is the consent page of issue 5 for an upstream and scopes. It

@@ -10,7 +10,12 @@
 //	Host/Origin check ─▶ tenant (cached 5 s) ─▶ body ≤ 1 MiB, JSON-RPC shape,
 //	MCP-Protocol-Version ─▶ Token A (401/403 challenges, RFC 9728) ─▶ SDK server
 //	built for this request ─▶ tools/list | tools/call:
-//	    policy ─▶ audit intent (committed) ─▶ broker (Token B) ─▶ upstream ─▶ audit outcome
+//	    policy (+ approvals) ─▶ broker (Token B) ─▶ audit intent (committed)
+//	    ─▶ upstream ─▶ audit outcome (committed) ─▶ answer
+//
+// A tools/call of a catalog tool from a 2025-06-18 or 2025-11-25 client
+// skips the per-request SDK server (see fastpath.go) and answers exactly as
+// the SDK would; everything else goes through the SDK.
 //
 // Token A is never sent upstream: the only credential an upstream request
 // carries is the Token B the [Broker] returned for that user and upstream.
@@ -19,9 +24,11 @@
 //
 // Pieces built elsewhere are reached through small interfaces declared here:
 // [Registry] (tenants and their registrations), [Verifier] (Token A),
-// [Broker] (Token B), [Policy] and [Audit]. [DefaultPolicy] and [LogAudit]
-// are temporary stand-ins until the policy engine, approvals and the durable
-// audit trail exist; they are documented as such.
+// [Broker] (Token B), [Policy] and [Audit]. Production wires the adapters
+// [TenantsRegistry], [ConsentBroker], [PolicyEngine] (policy engine and
+// two-person approvals) and [DurableAudit] (the audit trail's writer);
+// [DefaultPolicy] and [LogAudit] are stand-ins for a Handler built without
+// them (tests, tools without a database).
 //
 // What belongs here: the MCP endpoint, its auth middleware, protected
 // resource metadata, the mapping of tools to upstream requests and of

@@ -96,7 +96,7 @@ func TestEndToEndWithGoSDKClient(t *testing.T) {
 	res, err = cs.CallTool(ctx, &sdk.CallToolParams{Name: "delete_task", Arguments: map[string]any{"id": created["id"]}})
 	require.NoError(t, err)
 	require.True(t, res.IsError)
-	require.Contains(t, textOf(res), "needs 2 approvals (approvals arrive with the policy issue)")
+	require.Contains(t, textOf(res), "needs 2 approvals, and this server has no approvals service")
 	require.Len(t, b.acme.TasksOf("engineer"), 1)
 
 	// A disabled tool is refused by name; an unknown tool is a clear error.

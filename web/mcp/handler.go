@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -88,6 +89,7 @@ type Handler struct {
 	state    *stateCodec
 	relay    *relay
 	log      *slog.Logger
+	fast     atomic.Int64 // tools/calls served by the fast path
 }
 
 // New validates cfg and returns a Handler.
@@ -256,6 +258,9 @@ func (h *Handler) serveMCP(w http.ResponseWriter, r *http.Request, slug string) 
 		if msgs[0].method == "initialize" && msgs[0].urlElicitation {
 			h.caps.put(rs.tokenKey, rs.principal.ExpiresAt)
 		}
+	}
+	if h.serveFastCall(w, r, rs, msgs) {
+		return
 	}
 	rs.server = h.buildServer(ctx, rs, msgs)
 	r.Body = io.NopCloser(bytes.NewReader(body))

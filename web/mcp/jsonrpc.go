@@ -20,8 +20,10 @@ const (
 type message struct {
 	id             json.RawMessage
 	method         string
-	toolName       string // tools/call params.name
-	urlElicitation bool   // initialize declared capabilities.elicitation.url
+	toolName       string          // tools/call params.name
+	args           json.RawMessage // tools/call params.arguments
+	plainCall      bool            // tools/call params are an object of name (a string) and arguments only
+	urlElicitation bool            // initialize declared capabilities.elicitation.url
 }
 
 type wireMessage struct {
@@ -34,8 +36,14 @@ type wireMessage struct {
 }
 
 type wireParams struct {
-	Name         *string `json:"name"`
-	Capabilities *struct {
+	Name      *string         `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+	// Any of these keeps a tools/call off the fast path.
+	Meta           json.RawMessage `json:"_meta"`
+	RequestState   json.RawMessage `json:"requestState"`
+	InputResponses json.RawMessage `json:"inputResponses"`
+	Task           json.RawMessage `json:"task"`
+	Capabilities   *struct {
 		Elicitation *struct {
 			URL json.RawMessage `json:"url"`
 		} `json:"elicitation"`
@@ -186,6 +194,10 @@ func parseOne(raw json.RawMessage) (message, *rpcErrorBody) {
 		if json.Unmarshal(wm.Params, &p) == nil {
 			if p.Name != nil {
 				m.toolName = *p.Name
+			}
+			if m.method == "tools/call" {
+				m.args = p.Arguments
+				m.plainCall = p.Name != nil && len(p.Meta) == 0 && len(p.RequestState) == 0 && len(p.InputResponses) == 0 && len(p.Task) == 0
 			}
 			if p.Capabilities != nil && p.Capabilities.Elicitation != nil && len(p.Capabilities.Elicitation.URL) > 0 && string(p.Capabilities.Elicitation.URL) != "null" {
 				m.urlElicitation = true

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -73,7 +74,7 @@ func (h *Handler) callREST(ctx context.Context, rs *reqState, req *sdk.CallToolR
 // decodeArgs reads the call's arguments as a JSON object (numbers kept exact).
 func decodeArgs(raw json.RawMessage) (map[string]any, error) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
 		return map[string]any{}, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -101,10 +102,7 @@ type toolSchema struct {
 // map anywhere, and top-level arguments of the wrong JSON type, with a
 // message the model can act on.
 func checkArgs(t tenants.Tool, args map[string]any) error {
-	var s toolSchema
-	if len(t.InputSchema) > 0 {
-		_ = json.Unmarshal(t.InputSchema, &s)
-	}
+	s := parsedSchema(t.InputSchema)
 	known := map[string]bool{}
 	for _, n := range pathParams(t.PathTemplate) {
 		known[n] = true
@@ -173,6 +171,49 @@ func hasJSONType(v any, want string) bool {
 	return true
 }
 
+// toolSchemas caches parsed input schemas by their text.
+var toolSchemas = newSchemaCache[*toolSchema]()
+
+func parsedSchema(raw json.RawMessage) *toolSchema {
+	return toolSchemas.get(raw, func() *toolSchema {
+		s := &toolSchema{}
+		if len(raw) > 0 {
+			_ = json.Unmarshal(raw, s)
+		}
+		return s
+	})
+}
+
+// maxCachedSchemas bounds a schemaCache; past it the cache starts over.
+const maxCachedSchemas = 4096
+
+// schemaCache memoises what is derived from a tool's input schema, keyed by
+// the schema's text (so a changed schema is a new entry). Tools are few per
+// tenant; the bound only stops a stream of schema edits from growing it.
+type schemaCache[V any] struct {
+	mu sync.RWMutex
+	m  map[string]V
+}
+
+func newSchemaCache[V any]() *schemaCache[V] { return &schemaCache[V]{m: map[string]V{}} }
+
+func (c *schemaCache[V]) get(raw json.RawMessage, derive func() V) V {
+	c.mu.RLock()
+	v, ok := c.m[string(raw)]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = derive()
+	c.mu.Lock()
+	if len(c.m) >= maxCachedSchemas {
+		clear(c.m)
+	}
+	c.m[string(raw)] = v
+	c.mu.Unlock()
+	return v
+}
+
 // pathParams lists the {names} of a path template, in order.
 func pathParams(tmpl string) []string {
 	var out []string
@@ -223,33 +264,17 @@ func buildRequest(ctx context.Context, up tenants.Upstream, t tenants.Tool, args
 		path.WriteString(url.PathEscape(s))
 		tmpl = tmpl[i+j+1:]
 	}
-	base, err := url.Parse(strings.TrimRight(up.BaseURL, "/") + path.String())
-	if err != nil {
-		return nil, fmt.Errorf("the upstream URL of %s is malformed; ask your admin to fix it", up.Name)
+	target := strings.TrimRight(up.BaseURL, "/") + path.String()
+	malformed := fmt.Errorf("the upstream URL of %s is malformed; ask your admin to fix it", up.Name)
+	if len(t.QueryParams) > 0 {
+		base, err := url.Parse(target)
+		if err != nil {
+			return nil, malformed
+		}
+		if target, err = withQuery(base, t, args); err != nil {
+			return nil, err
+		}
 	}
-	q := base.Query()
-	for _, n := range t.QueryParams {
-		v, ok := args[n]
-		if !ok || v == nil {
-			continue
-		}
-		if list, ok := v.([]any); ok {
-			for _, e := range list {
-				s, ok := scalar(e)
-				if !ok {
-					return nil, fmt.Errorf("argument %q must be a list of strings or numbers", n)
-				}
-				q.Add(n, s)
-			}
-			continue
-		}
-		s, ok := scalar(v)
-		if !ok {
-			return nil, fmt.Errorf("argument %q must be a string, number or boolean (or a list of them)", n)
-		}
-		q.Set(n, s)
-	}
-	base.RawQuery = q.Encode()
 	var body io.Reader
 	method := strings.ToUpper(t.Method)
 	if len(t.BodyParams) > 0 && method != http.MethodGet && method != http.MethodDelete {
@@ -265,15 +290,43 @@ func buildRequest(ctx context.Context, up tenants.Upstream, t tenants.Tool, args
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, base.String(), body)
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return nil, fmt.Errorf("the request to %s could not be built", up.Name)
+		return nil, malformed
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	return req, nil
+}
+
+// withQuery adds the tool's query parameters from args to base.
+func withQuery(base *url.URL, t tenants.Tool, args map[string]any) (string, error) {
+	q := base.Query()
+	for _, n := range t.QueryParams {
+		v, ok := args[n]
+		if !ok || v == nil {
+			continue
+		}
+		if list, ok := v.([]any); ok {
+			for _, e := range list {
+				s, ok := scalar(e)
+				if !ok {
+					return "", fmt.Errorf("argument %q must be a list of strings or numbers", n)
+				}
+				q.Add(n, s)
+			}
+			continue
+		}
+		s, ok := scalar(v)
+		if !ok {
+			return "", fmt.Errorf("argument %q must be a string, number or boolean (or a list of them)", n)
+		}
+		q.Set(n, s)
+	}
+	base.RawQuery = q.Encode()
+	return base.String(), nil
 }
 
 // scalar formats a JSON scalar for a URL.
@@ -292,8 +345,8 @@ func scalar(v any) (string, bool) {
 }
 
 // mapResponse turns an upstream answer into a tool result: JSON bodies
-// become structuredContent (an object; other JSON values are wrapped as
-// {"result": …}) plus the JSON as text; 403, 4xx and 5xx become tool errors
+// become structuredContent (an object, passed through as raw JSON; other JSON
+// values are wrapped as {"result": …}) plus the JSON as text; 403, 4xx and 5xx become tool errors
 // the agent can act on.
 func mapResponse(up tenants.Upstream, resp *http.Response, body []byte) *sdk.CallToolResult {
 	st := resp.StatusCode
@@ -305,12 +358,14 @@ func mapResponse(up tenants.Upstream, resp *http.Response, body []byte) *sdk.Cal
 				StructuredContent: map[string]any{"status": st},
 			}
 		}
-		if v, ok := decodeJSON(body); ok {
-			obj, isObj := v.(map[string]any)
-			if !isObj {
-				obj = map[string]any{"result": v}
+		if trimmed := bytes.TrimSpace(body); json.Valid(trimmed) {
+			// The JSON goes through as it came (numbers and key order kept),
+			// without decoding it into Go values.
+			structured := json.RawMessage(trimmed)
+			if trimmed[0] != '{' {
+				structured = json.RawMessage(`{"result":` + string(trimmed) + `}`)
 			}
-			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: string(bytes.TrimSpace(body))}}, StructuredContent: obj}
+			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: string(trimmed)}}, StructuredContent: structured}
 		}
 		if !utf8.Valid(body) {
 			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{

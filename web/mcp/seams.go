@@ -111,14 +111,14 @@ type Effect int
 
 // The effects a policy can decide.
 const (
-	// Deny refuses the call; Reason says why.
+	// Deny refuses the call; Rule and Reason say why.
 	Deny Effect = iota
-	// Allow lets the call proceed.
+	// Allow lets the call proceed (with ApprovalID set when a two-person
+	// approval authorised it and was used up by this decision).
 	Allow
-	// NeedsApproval means the call may run once Approvals distinct approvers
-	// have approved it. Until the approvals engine exists the endpoint
-	// refuses such calls with the decision's Reason; the tool is still
-	// listed (with destructiveHint).
+	// NeedsApproval holds the call until Approvals distinct approvers have
+	// approved it at ApprovalURL; the agent's retry with identical arguments
+	// then runs it once. Listed tools (tools/list) may carry this effect.
 	NeedsApproval
 )
 
@@ -127,25 +127,41 @@ func (e Effect) String() string {
 	case Allow:
 		return "allow"
 	case NeedsApproval:
-		return "needs_approval"
+		return "approval"
 	}
 	return "deny"
 }
 
-// Decision is a policy verdict with the reason, which goes into the audit
-// trail and, for refusals, into the agent's error (it names the rule, never
-// another tenant's data).
+// Decision is a policy verdict with the rule that decided and a reason,
+// which go into the audit trail and, for refusals, into the agent's error
+// (they name the rule, never another tenant's data or a condition's text).
 type Decision struct {
-	Effect    Effect
-	Reason    string
+	Effect Effect
+	// Rule names the rule that decided ("kill switch: agent", "scope",
+	// "condition", "destructive tool", "default", …).
+	Rule   string
+	Reason string
+	// Approvals is N for NeedsApproval (and for Allow through an approval).
 	Approvals int
+	// ApprovalID is the approval request holding the call (NeedsApproval)
+	// or the one this call used up (Allow); uuid.Nil otherwise.
+	ApprovalID uuid.UUID
+	// ApprovalURL is where approvers vote on ApprovalID (NeedsApproval).
+	ApprovalURL string
+	// ApprovalsGiven counts the approvals ApprovalID has so far (NeedsApproval).
+	ApprovalsGiven int
 }
 
 // Call is what a policy decides about. Args is nil when deciding whether to
-// list the tool (tools/list); EndpointScopes are the scopes every request to
-// this tenant's endpoint needs (the IdP registration's RequiredScopes).
+// list the tool (tools/list) and never nil for a tools/call (an empty object
+// is an empty map); EndpointScopes are the scopes every request to this
+// tenant's endpoint needs (the IdP registration's RequiredScopes), already
+// checked against Token A by the resource server. Tool.RequiredScopes are the
+// upstream scopes the tool's Token B needs; Token A does not carry them.
 type Call struct {
 	TenantID       uuid.UUID
+	TenantSlug     string
+	RequestID      string
 	Principal      tokena.Principal
 	Tool           tenants.Tool
 	Upstream       tenants.Upstream
@@ -154,13 +170,15 @@ type Call struct {
 }
 
 // Policy decides whether a principal may call a tool with given arguments.
-// The policy issue's CEL engine, kill switches and approvals replace
-// [DefaultPolicy] behind this interface.
+// [PolicyEngine] (tenant rules, CEL conditions, two-person approvals) is the
+// production implementation; [DefaultPolicy] is a stand-in for tests and
+// for servers without a database.
 type Policy interface {
 	Decide(ctx context.Context, c Call) (Decision, error)
 }
 
-// Intent is what the audit trail records before an upstream is called.
+// Intent is what the audit trail records before an upstream is called (and,
+// for refused or held calls, instead of calling it).
 type Intent struct {
 	TenantID     uuid.UUID
 	RequestID    string
@@ -171,14 +189,20 @@ type Intent struct {
 	Act          []string
 	Tool         string
 	UpstreamID   uuid.UUID
-	Upstream     string
+	Upstream     string // slug
+	UpstreamName string
 	Method       string
 	PathTemplate string
-	Decision     Decision
+	// TokenScopes are the scopes of the Token B the call will use and
+	// Narrowed says whether they were narrowed below the grant's (both empty
+	// for refused calls and for upstreams without a user credential).
+	TokenScopes []string
+	Narrowed    bool
+	Decision    Decision
 }
 
 // Outcome is what the audit trail records after the call. Result is one of
-// ok, tool_error, denied, consent_required, upstream_error, error.
+// ok, tool_error, consent_required, upstream_error, error.
 type Outcome struct {
 	Result      string
 	Status      int
@@ -189,10 +213,11 @@ type Outcome struct {
 }
 
 // Audit records every tool call: an intent committed before the upstream is
-// called (an error from Intent stops the call) and the outcome after. The
-// audit issue's durable, tamper-evident trail replaces [LogAudit] behind
-// this interface.
+// called (an error from Intent stops the call: no upstream call without a
+// committed intent) and, for calls that were allowed, the outcome after.
+// Refused and held calls are recorded by Intent alone. [DurableAudit] is the
+// production implementation; [LogAudit] only logs.
 type Audit interface {
 	Intent(ctx context.Context, in Intent) (id string, err error)
-	Outcome(ctx context.Context, id string, out Outcome) error
+	Outcome(ctx context.Context, tenantID uuid.UUID, id string, out Outcome) error
 }
