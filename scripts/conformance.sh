@@ -114,17 +114,10 @@ server:
   - elicitation-sep1330-enums
   # Stateless: no Mcp-Session-Id, so the suite only warns and scores it failed.
   - server-sse-multiple-streams
-  # Only tools are relayed from upstream MCP servers.
-  - completion-complete
-  - resources-read-text
-  - resources-read-binary
-  - resources-templates-read
+  # Stateless: no session to hold a subscription (resources, prompts and
+  # completions are relayed; subscriptions are not).
   - resources-subscribe
   - resources-unsubscribe
-  - prompts-get-simple
-  - prompts-get-with-args
-  - prompts-get-embedded-resource
-  - prompts-get-with-image
 YAML
 
 args=(server --url "$URL" -o "$CACHE/results")

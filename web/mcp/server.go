@@ -26,14 +26,16 @@ var quietLogger = slog.New(slog.DiscardHandler)
 // request needs are registered: all the principal may see for tools/list
 // (or a batch), the named one for tools/call, none otherwise.
 func (h *Handler) buildServer(ctx context.Context, rs *reqState, msgs []message) *sdk.Server {
+	caps := &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}, Logging: &sdk.LoggingCapabilities{}}
+	featureCapabilities(rs, caps)
 	srv := sdk.NewServer(&sdk.Implementation{Name: "locksmith", Title: rs.snap.tenant.Name + " through Locksmith", Version: Version},
 		&sdk.ServerOptions{
-			Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}, Logging: &sdk.LoggingCapabilities{}},
+			Capabilities: caps,
 			Instructions: "Tools of " + rs.snap.tenant.Name + ". Each call runs as you, with your own permission at the upstream service; " +
 				"if a tool answers with a link, open it to grant access, then call the tool again.",
 			Logger: quietLogger,
 		})
-	srv.AddReceivingMiddleware(unknownToolMessage)
+	srv.AddReceivingMiddleware(unknownToolMessage, h.relayFeatures(rs))
 	all := len(msgs) > 1
 	var names []string
 	for _, m := range msgs {
