@@ -24,11 +24,19 @@ var ErrGap = errors.New("audit: the trail has a gap")
 // order. Changing the list or its order is a new digest version.
 const hashColumns = `seq, at, kind, request_id, user_issuer, user_subject, user_email, agent, act, tool,
 	upstream, upstream_name, method, path_template, scopes, narrowed, decision, rule, reason, approval_id,
-	intent_seq, status, latency_us, error, detail`
+	intent_seq, status, latency_us, error, detail, request_body, response_body`
+
+// v1Columns is how many of hashColumns the v1 digest covers. Events without
+// bodies (request_body and response_body NULL) keep their v1 digest, so
+// trails sealed before the body columns existed still verify; an event with
+// either body is digested over every column under the v2 tag. Clearing a
+// body therefore changes the digest too.
+const v1Columns = 25
 
 const (
 	digestLen       = 16
 	eventDigestTag  = "locksmith-audit-event-v1\x00"
+	eventDigestTag2 = "locksmith-audit-event-v2\x00"
 	sealHashTag     = "locksmith-audit-seal-v1\x00"
 	maxProblems     = 1000
 	maxSealsPerCall = 100
@@ -42,7 +50,13 @@ type digester struct {
 }
 
 func (d *digester) digest(raw [][]byte) [digestLen]byte {
-	b := append(d.buf[:0], eventDigestTag...)
+	tag := eventDigestTag
+	if bodiesAbsent(raw) {
+		raw = raw[:v1Columns]
+	} else {
+		tag = eventDigestTag2
+	}
+	b := append(d.buf[:0], tag...)
 	b = append(b, d.tenant[:]...)
 	for _, v := range raw {
 		if v == nil {
@@ -57,6 +71,16 @@ func (d *digester) digest(raw [][]byte) [digestLen]byte {
 	var out [digestLen]byte
 	copy(out[:], sum[:digestLen])
 	return out
+}
+
+// bodiesAbsent reports whether every column after the v1 ones is NULL.
+func bodiesAbsent(raw [][]byte) bool {
+	for _, v := range raw[min(v1Columns, len(raw)):] {
+		if v != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // sealHash chains a batch to its predecessor.

@@ -36,7 +36,10 @@
 //	digest(event) = SHA-256("locksmith-audit-event-v1" ‖ tenant ‖ each column as length ‖ binary value)[:16]
 //	hash(batch)   = SHA-256("locksmith-audit-seal-v1" ‖ tenant ‖ from ‖ to ‖ prev hash ‖ digests)
 //
-// where prev hash is the previous batch's hash (32 zero bytes for the
+// (events carrying a request or response body — recorded, redacted by
+// [Redact], only for tools with log_bodies — use the "-v2" tag and also cover
+// both body columns; events without bodies keep the v1 digest) where prev
+// hash is the previous batch's hash (32 zero bytes for the
 // first). [Store.Verify] re-reads everything in one snapshot and reports, by
 // sequence number, every event whose digest changed (edited), every number
 // missing (deleted), every row the writer never allocated (inserted), and

@@ -69,6 +69,9 @@ type Call struct {
 	ApprovalID uuid.UUID
 	// Detail is optional JSON (redacted request/response bodies).
 	Detail json.RawMessage
+	// RequestBody is the call's arguments, already redacted (see Redact),
+	// recorded only for tools that opt in (tools.log_bodies); nil otherwise.
+	RequestBody json.RawMessage
 }
 
 // Outcome is what happened upstream (Writer.Outcome).
@@ -79,6 +82,9 @@ type Outcome struct {
 	// Error describes a failure (timeout, refused, tool error); "" on success.
 	Error  string
 	Detail json.RawMessage
+	// ResponseBody is the upstream's answer, already redacted (see Redact),
+	// recorded only for tools that opt in; nil otherwise.
+	ResponseBody json.RawMessage
 }
 
 // OutcomeRecord is a stored outcome.
@@ -88,6 +94,8 @@ type OutcomeRecord struct {
 	Status  int           `json:"status"`
 	Latency time.Duration `json:"latency_ns"`
 	Error   string        `json:"error,omitempty"`
+	// ResponseBody is the redacted upstream answer, if the tool opted in.
+	ResponseBody json.RawMessage `json:"response_body,omitempty"`
 }
 
 // Event is one recorded call with its outcome, if any.
@@ -111,8 +119,10 @@ type Event struct {
 	Reason       string          `json:"reason,omitempty"`
 	ApprovalID   *uuid.UUID      `json:"approval_id,omitempty"`
 	Detail       json.RawMessage `json:"detail,omitempty"`
-	Outcome      *OutcomeRecord  `json:"outcome,omitempty"`
-	Result       string          `json:"result"`
+	// RequestBody is the redacted call arguments, if the tool opted in.
+	RequestBody json.RawMessage `json:"request_body,omitempty"`
+	Outcome     *OutcomeRecord  `json:"outcome,omitempty"`
+	Result      string          `json:"result"`
 }
 
 func result(decision string, o *OutcomeRecord) string {

@@ -68,10 +68,10 @@ func decodeCursor(c string) (int64, error) {
 
 const eventColumns = `c.seq, c.at, c.request_id, c.user_issuer, c.user_subject, c.user_email, c.agent, c.act, c.tool,
 	c.upstream, c.upstream_name, c.method, c.path_template, c.scopes, c.narrowed, c.decision, c.rule, c.reason,
-	c.approval_id, c.detail, o.seq, o.at, o.status, o.latency_us, o.error`
+	c.approval_id, c.detail, c.request_body, o.seq, o.at, o.status, o.latency_us, o.error, o.response_body`
 
 const eventFrom = `audit_events c LEFT JOIN LATERAL (
-	SELECT seq, at, status, latency_us, error FROM audit_events o
+	SELECT seq, at, status, latency_us, error, response_body FROM audit_events o
 	WHERE o.tenant_id = c.tenant_id AND o.kind = 'outcome' AND o.intent_seq = c.seq
 	ORDER BY o.seq LIMIT 1) o ON true`
 
@@ -182,6 +182,8 @@ func scanEvent(r pgx.CollectableRow) (Event, error) {
 		e        Event
 		approval *uuid.UUID
 		detail   []byte
+		reqBody  []byte
+		respBody []byte
 		oSeq     *int64
 		oAt      *time.Time
 		oStatus  *int32
@@ -190,13 +192,16 @@ func scanEvent(r pgx.CollectableRow) (Event, error) {
 	)
 	err := r.Scan(&e.Seq, &e.At, &e.RequestID, &e.User.Issuer, &e.User.Subject, &e.User.Email, &e.Agent, &e.Act,
 		&e.Tool, &e.Upstream, &e.UpstreamName, &e.Method, &e.PathTemplate, &e.Scopes, &e.Narrowed, &e.Decision,
-		&e.Rule, &e.Reason, &approval, &detail, &oSeq, &oAt, &oStatus, &oLatency, &oError)
+		&e.Rule, &e.Reason, &approval, &detail, &reqBody, &oSeq, &oAt, &oStatus, &oLatency, &oError, &respBody)
 	if err != nil {
 		return Event{}, err
 	}
 	e.ApprovalID = approval
 	if len(detail) > 0 {
 		e.Detail = json.RawMessage(detail)
+	}
+	if len(reqBody) > 0 {
+		e.RequestBody = json.RawMessage(reqBody)
 	}
 	if oSeq != nil {
 		o := &OutcomeRecord{Seq: *oSeq}
@@ -211,6 +216,9 @@ func scanEvent(r pgx.CollectableRow) (Event, error) {
 		}
 		if oError != nil {
 			o.Error = *oError
+		}
+		if len(respBody) > 0 {
+			o.ResponseBody = json.RawMessage(respBody)
 		}
 		e.Outcome = o
 	}

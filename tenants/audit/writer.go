@@ -111,6 +111,8 @@ type row struct {
 	latencyUS    *int64
 	err          string
 	detail       *string
+	requestBody  *string
+	responseBody *string
 }
 
 // NewWriter starts a Writer's flushers.
@@ -168,7 +170,7 @@ func (w *Writer) Intent(ctx context.Context, tenantID uuid.UUID, c Call) (int64,
 		method: clean(c.Method, 16), pathTemplate: clean(c.PathTemplate, maxReason),
 		scopes: arrayLiteral(cleanList(c.Scopes)), narrowed: c.Narrowed,
 		decision: c.Decision, rule: clean(c.Rule, maxShort), reason: clean(c.Reason, maxReason),
-		detail: cleanDetail(c.Detail),
+		detail: cleanDetail(c.Detail), requestBody: cleanDetail(c.RequestBody),
 	}
 	if c.ApprovalID != uuid.Nil {
 		r.approvalID = c.ApprovalID.String()
@@ -194,6 +196,7 @@ func (w *Writer) Outcome(ctx context.Context, tenantID uuid.UUID, intentSeq int6
 		at: w.stamp(), kind: "outcome", act: "{}", scopes: "{}",
 		intentSeq: &intentSeq, status: &status, latencyUS: &latency,
 		err: clean(o.Error, maxReason), detail: cleanDetail(o.Detail),
+		responseBody: cleanDetail(o.ResponseBody),
 	}
 	seq, err := w.append(ctx, tenantID, r)
 	if err != nil {
@@ -330,18 +333,18 @@ const insertSQL = `WITH h AS (
 ), ins AS (
     INSERT INTO audit_events (tenant_id, seq, at, kind, request_id, user_issuer, user_subject, user_email,
         agent, act, tool, upstream, upstream_name, method, path_template, scopes, narrowed, decision, rule,
-        reason, approval_id, intent_seq, status, latency_us, error, detail)
+        reason, approval_id, intent_seq, status, latency_us, error, detail, request_body, response_body)
     SELECT $1, h.first + u.ord - 1, u.at, u.kind, u.request_id, u.user_issuer, u.user_subject, u.user_email,
         u.agent, u.act::text[], u.tool, u.upstream, u.upstream_name, u.method, u.path_template, u.scopes::text[],
         u.narrowed, u.decision, u.rule, u.reason, NULLIF(u.approval_id, '')::uuid, u.intent_seq, u.status,
-        u.latency_us, u.error, u.detail::jsonb
+        u.latency_us, u.error, u.detail::jsonb, u.request_body::jsonb, u.response_body::jsonb
     FROM h, unnest($3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::boolean[],
         $18::text[], $19::text[], $20::text[], $21::text[], $22::bigint[], $23::integer[], $24::bigint[],
-        $25::text[], $26::text[])
+        $25::text[], $26::text[], $27::text[], $28::text[])
         WITH ORDINALITY AS u(at, kind, request_id, user_issuer, user_subject, user_email, agent, act, tool,
             upstream, upstream_name, method, path_template, scopes, narrowed, decision, rule, reason,
-            approval_id, intent_seq, status, latency_us, error, detail, ord)
+            approval_id, intent_seq, status, latency_us, error, detail, request_body, response_body, ord)
 )
 SELECT first FROM h`
 
@@ -403,7 +406,7 @@ func columnsOf(tenant uuid.UUID, ps []*pending) []any {
 		narrowed                                                           = make([]bool, n)
 		intent, latency                                                    = make([]*int64, n), make([]*int64, n)
 		status                                                             = make([]*int32, n)
-		detail                                                             = make([]*string, n)
+		detail, reqBody, respBody                                          = make([]*string, n), make([]*string, n), make([]*string, n)
 	)
 	for i, p := range ps {
 		r := &p.row
@@ -411,7 +414,8 @@ func columnsOf(tenant uuid.UUID, ps []*pending) []any {
 		agent[i], act[i], tool[i], up[i], upName[i], method[i] = r.agent, r.act, r.tool, r.upstream, r.upstreamName, r.method
 		path[i], scopes[i], narrowed[i], decision[i], rule[i], reason[i] = r.pathTemplate, r.scopes, r.narrowed, r.decision, r.rule, r.reason
 		approval[i], intent[i], status[i], latency[i], errs[i], detail[i] = r.approvalID, r.intentSeq, r.status, r.latencyUS, r.err, r.detail
+		reqBody[i], respBody[i] = r.requestBody, r.responseBody
 	}
 	return []any{tenant, int64(n), at, kind, reqID, iss, sub, email, agent, act, tool, up, upName, method, path,
-		scopes, narrowed, decision, rule, reason, approval, intent, status, latency, errs, detail}
+		scopes, narrowed, decision, rule, reason, approval, intent, status, latency, errs, detail, reqBody, respBody}
 }

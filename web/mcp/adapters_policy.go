@@ -140,7 +140,7 @@ func (a DurableAudit) Intent(ctx context.Context, in Intent) (string, error) {
 		Method: in.Method, PathTemplate: in.PathTemplate,
 		Scopes: in.TokenScopes, Narrowed: in.Narrowed,
 		Decision: in.Decision.Effect.String(), Rule: in.Decision.Rule, Reason: in.Decision.Reason,
-		ApprovalID: in.Decision.ApprovalID,
+		ApprovalID: in.Decision.ApprovalID, RequestBody: in.RequestBody,
 	})
 	if err != nil {
 		return "", &RetryableError{Err: err}
@@ -154,6 +154,6 @@ func (a DurableAudit) Outcome(ctx context.Context, tenantID uuid.UUID, id string
 	if err != nil {
 		return fmt.Errorf("mcp: audit outcome: bad intent id %q", id)
 	}
-	_, err = a.Writer.Outcome(ctx, tenantID, seq, audit.Outcome{Status: out.Status, Latency: out.Latency, Error: out.Error})
+	_, err = a.Writer.Outcome(ctx, tenantID, seq, audit.Outcome{Status: out.Status, Latency: out.Latency, Error: out.Error, ResponseBody: out.ResponseBody})
 	return err
 }

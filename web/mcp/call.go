@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/audit"
 )
 
 // Protocol versions the endpoint branches on.
@@ -93,6 +95,12 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 		Tool: p.tool.Name, UpstreamID: p.upstream.ID, Upstream: p.upstream.Slug, UpstreamName: p.upstream.Name,
 		Method: p.method, PathTemplate: p.path, Decision: d,
 	}
+	if p.tool.LogBodies {
+		// Only tools that opt in have their bodies recorded, redacted.
+		if raw, err := json.Marshal(args); err == nil {
+			intent.RequestBody = audit.Redact(raw, 0)
+		}
+	}
 	switch d.Effect {
 	case Allow:
 	case NeedsApproval:
@@ -128,6 +136,9 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 			return
 		}
 		out.Latency = h.cfg.Now().Sub(start)
+		if !p.tool.LogBodies {
+			out.ResponseBody = nil
+		}
 		if out.TokenScopes == nil {
 			out.TokenScopes, out.Narrowed = tok.Scopes, tok.Narrowed
 		}

@@ -19,6 +19,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/audit"
 	"github.com/locksmithhq/locksmith/tenants/egress"
 )
 
@@ -64,6 +65,9 @@ func (h *Handler) callREST(ctx context.Context, rs *reqState, req *sdk.CallToolR
 		}
 		res := mapResponse(up, resp, body)
 		out := Outcome{Result: "ok", Status: resp.StatusCode}
+		if t.LogBodies {
+			out.ResponseBody = audit.Redact(body, 0)
+		}
 		if res.IsError {
 			out.Result = "tool_error"
 		}

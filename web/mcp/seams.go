@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -199,6 +200,9 @@ type Intent struct {
 	TokenScopes []string
 	Narrowed    bool
 	Decision    Decision
+	// RequestBody is the call's arguments, redacted (audit.Redact), for
+	// tools with LogBodies; nil otherwise.
+	RequestBody json.RawMessage
 }
 
 // Outcome is what the audit trail records after the call. Result is one of
@@ -210,6 +214,9 @@ type Outcome struct {
 	Error       string
 	TokenScopes []string
 	Narrowed    bool
+	// ResponseBody is the upstream's answer, redacted (audit.Redact), for
+	// tools with LogBodies; nil otherwise.
+	ResponseBody json.RawMessage
 }
 
 // Audit records every tool call: an intent committed before the upstream is
