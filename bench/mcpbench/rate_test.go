@@ -1,0 +1,132 @@
+package mcpbench
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Open-loop fixed-rate load for issue 7's goal: "p99 added latency of the
+// audit on a tools/call ≤ 5 ms at 2,000 calls/s".
+const (
+	rateCalls    = 2000             // calls per second
+	rateDuration = 10 * time.Second // per phase
+	ratePairs    = 3                // noaudit, durable; alternating
+	rateInFlight = 256              // bounded pool of in-flight requests
+)
+
+// rateResult is one phase of the fixed-rate load.
+type rateResult struct {
+	p50, p99 float64 // µs, from each call's scheduled send time
+	late     int     // calls that found no free in-flight slot at their scheduled time
+	behind   int     // calls started more than 1 ms after their scheduled time
+	errs     int64
+	rate     float64 // calls per second actually dispatched
+}
+
+// BenchmarkAuditAtRate issues tools/call at exactly rateCalls per second for
+// rateDuration against locksmith-noaudit, then locksmith-durable, ratePairs
+// times, and reports p50/p99 for each and the audit's added p99 (durable −
+// noaudit), per pair and as medians of the pairs. It is open-loop: a ticker
+// dispatches every call at its scheduled time (start + i/rate) whatever the
+// earlier calls are doing, and latency is measured from the scheduled time,
+// so queueing behind a slow call counts (no coordinated omission). Run it
+// with -benchtime 1x: each run takes about a minute.
+func BenchmarkAuditAtRate(b *testing.B) {
+	e := setup(b)
+	var noaudit, durable target
+	for _, t := range e.targets {
+		switch t.name {
+		case "locksmith-noaudit":
+			noaudit = t
+		case "locksmith-durable":
+			durable = t
+		}
+	}
+	b.Run("pairs", func(b *testing.B) {
+		var n50, n99, d50, d99, add50, add99 []float64
+		for range b.N {
+			for pair := range ratePairs {
+				rn := e.atRate(noaudit)
+				rd := e.atRate(durable)
+				for _, x := range []struct {
+					name string
+					r    rateResult
+				}{{noaudit.name, rn}, {durable.name, rd}} {
+					b.Logf("pair %d %-18s p50 %6.0f µs  p99 %7.0f µs  late %d  behind>1ms %d  errors %d  rate %.0f/s",
+						pair+1, x.name, x.r.p50, x.r.p99, x.r.late, x.r.behind, x.r.errs, x.r.rate)
+					if x.r.errs > 0 {
+						b.Errorf("%s: %d failed calls", x.name, x.r.errs)
+					}
+				}
+				b.Logf("pair %d audit added p50 %.0f µs, added p99 %.0f µs", pair+1, rd.p50-rn.p50, rd.p99-rn.p99)
+				n50, n99 = append(n50, rn.p50), append(n99, rn.p99)
+				d50, d99 = append(d50, rd.p50), append(d99, rd.p99)
+				add50, add99 = append(add50, rd.p50-rn.p50), append(add99, rd.p99-rn.p99)
+			}
+		}
+		b.ReportMetric(median(n50), "noaudit-p50-us")
+		b.ReportMetric(median(n99), "noaudit-p99-us")
+		b.ReportMetric(median(d50), "durable-p50-us")
+		b.ReportMetric(median(d99), "durable-p99-us")
+		b.ReportMetric(median(add50), "added-p50-us")
+		b.ReportMetric(median(add99), "added-p99-us")
+	})
+}
+
+// atRate runs one phase: rateCalls per second for rateDuration against t.
+func (e *env) atRate(t target) rateResult {
+	runtime.GC()
+	time.Sleep(200 * time.Millisecond) // let the previous phase's stragglers and the GC settle
+	interval := time.Second / rateCalls
+	n := int(rateDuration / interval)
+	lat := make([]time.Duration, n)
+	sem := make(chan struct{}, rateInFlight)
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	var res rateResult
+
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	start := time.Now()
+	var last time.Time
+	for i := 0; i < n; {
+		<-tick.C
+		// The ticker drops ticks when the dispatcher falls behind: send
+		// every call whose scheduled time has come.
+		for now := time.Now(); i < n; i++ {
+			sched := start.Add(time.Duration(i) * interval)
+			if sched.After(now) {
+				break
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				res.late++
+				sem <- struct{}{} // wait for a slot; the wait counts in the latency
+			}
+			last = time.Now()
+			if last.Sub(sched) > time.Millisecond {
+				res.behind++
+			}
+			wg.Add(1)
+			go func(i int, sched time.Time) {
+				defer wg.Done()
+				if err := e.doDiscard(t); err != nil {
+					errs.Add(1)
+				}
+				lat[i] = time.Since(sched)
+				<-sem
+			}(i, sched)
+		}
+	}
+	wg.Wait()
+	res.errs = errs.Load()
+	res.rate = float64(n-1) / last.Sub(start).Seconds()
+	slices.Sort(lat)
+	res.p50, res.p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+	return res
+}
