@@ -343,7 +343,7 @@ func (d *oaDoc) operation(path, method string, item, op map[string]any) (ToolInp
 	props := map[string]any{}
 	var required []string
 	where := map[string]string{}
-	templateParams := pathTemplateNames(path)
+	templateParams := PathParams(path)
 
 	// Parameters: the path item's, overridden by the operation's (by in+name).
 	type param struct {
@@ -992,8 +992,11 @@ func uniqueName(name string, used map[string]bool) string {
 	return candidate
 }
 
-// pathTemplateNames lists the {names} in an OpenAPI path, leniently.
-func pathTemplateNames(path string) []string {
+// PathParams lists the distinct {names} in a path template such as
+// /tasks/{id}, in order of first appearance, leniently (an unclosed brace
+// ends the list). The importer, tool validation and the MCP endpoint's
+// request builder share it.
+func PathParams(path string) []string {
 	var names []string
 	for {
 		i := strings.IndexByte(path, '{')

@@ -108,7 +108,7 @@ type toolSchema struct {
 func checkArgs(t tenants.Tool, args map[string]any) error {
 	s := parsedSchema(t.InputSchema)
 	known := map[string]bool{}
-	for _, n := range pathParams(t.PathTemplate) {
+	for _, n := range tenants.PathParams(t.PathTemplate) {
 		known[n] = true
 	}
 	for _, n := range t.QueryParams {
@@ -216,23 +216,6 @@ func (c *schemaCache[V]) get(raw json.RawMessage, derive func() V) V {
 	c.m[string(raw)] = v
 	c.mu.Unlock()
 	return v
-}
-
-// pathParams lists the {names} of a path template, in order.
-func pathParams(tmpl string) []string {
-	var out []string
-	for {
-		i := strings.IndexByte(tmpl, '{')
-		if i < 0 {
-			return out
-		}
-		j := strings.IndexByte(tmpl[i:], '}')
-		if j < 0 {
-			return out
-		}
-		out = append(out, tmpl[i+1:i+j])
-		tmpl = tmpl[i+j+1:]
-	}
 }
 
 // buildRequest maps arguments to the upstream request. Path parameters are
