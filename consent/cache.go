@@ -40,6 +40,8 @@ type cacheEntry struct {
 	ad        []byte
 	sealed    []byte
 	lastUsed  atomic.Int64 // unix nanoseconds, for last_used_at
+	// reported is the lastUsed value the last sweep reported (under c.mu).
+	reported int64
 	// tokenA, when not zero, binds an exchanged token to the Token A it was
 	// exchanged for (a hash): another agent's session of the same user
 	// exchanges its own.
@@ -196,15 +198,18 @@ type usage struct {
 }
 
 // sweep drops entries past their use-by time and returns the grants used
-// after since (unix nanoseconds).
-func (c *tokenCache) sweep(now, since int64) []usage {
+// since the previous sweep reported them. Each entry remembers what it last
+// reported, so a use stamped just before a sweep but stored after it is
+// reported by the next sweep instead of being lost.
+func (c *tokenCache) sweep(now int64) []usage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	seen := map[uuid.UUID]int{}
 	var used []usage
 	for k, e := range c.m {
 		if e.grantID != uuid.Nil {
-			if at := e.lastUsed.Load(); at > since {
+			if at := e.lastUsed.Load(); at > e.reported {
+				e.reported = at
 				if i, ok := seen[e.grantID]; ok {
 					used[i].at = max(used[i].at, at)
 				} else {

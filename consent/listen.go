@@ -64,12 +64,8 @@ func (b *Broker) listen(ctx context.Context) (*pgx.Conn, error) {
 
 func (b *Broker) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(b.done)
-	flushed := b.now().UnixNano()
 	flush := func() {
-		now := b.now().UnixNano()
-		used := b.cache.sweep(now, flushed)
-		flushed = now
-		b.writeUsage(context.WithoutCancel(ctx), used)
+		b.writeUsage(context.WithoutCancel(ctx), b.cache.sweep(b.now().UnixNano()))
 	}
 	defer flush()
 	ticker := time.NewTicker(b.flush)

@@ -395,9 +395,16 @@ func NewTestServer(t testing.TB, configure ...func(*Config)) *IdP {
 		t.Fatalf("idp: start test server: %v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := i.Close(ctx); err != nil {
+			// A client of the test still holding a request open makes the
+			// graceful shutdown time out; Close has then closed the server
+			// hard, so nothing leaks (goroutine leaks are tested apart).
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Logf("idp: test server closed hard: %v", err)
+				return
+			}
 			t.Errorf("idp: close test server: %v", err)
 		}
 	})
