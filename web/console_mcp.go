@@ -117,15 +117,11 @@ func (s *Server) testToken(w http.ResponseWriter, r *http.Request, c consoleCtx)
 
 // verifyForTenant runs the Token A verifier and fills the panel.
 func (s *Server) verifyForTenant(r *http.Request, c consoleCtx, reg tenants.IdP, raw string, panel views.CheckPanel) (views.CheckPanel, error) {
-	v, err := tokena.New(tokena.Config{HTTP: s.cfg.Tenants.Egress().HTTPClient(), Logger: s.cfg.Logger, CacheSize: -1})
-	if err != nil {
-		return panel, fmt.Errorf("web: token test verifier: %w", err)
-	}
 	audience := reg.Audience
 	if audience == "" {
 		audience = s.cfg.Tenants.DefaultAudience(c.Tenant.Slug)
 	}
-	pr, err := v.Verify(r.Context(), reg, audience, raw)
+	pr, err := s.cfg.Verifier.Verify(r.Context(), reg, audience, raw)
 	if err != nil {
 		var te *tokena.Error
 		if !errors.As(err, &te) {

@@ -218,12 +218,7 @@ func userFromIDToken(reg tenants.IdP, idt *oidc.IDToken) (endUser, error) {
 	if err := idt.Claims(&claims); err != nil {
 		return endUser{}, fmt.Errorf("id token claims: %w", err)
 	}
-	m := reg.Claims
-	if p, ok := tokena.PresetNamed(reg.Preset); ok {
-		m = fillClaims(m, p.Claims)
-	} else if p, ok := tokena.PresetNamed(tokena.PresetGeneric); ok {
-		m = fillClaims(m, p.Claims)
-	}
+	m := tokena.EffectiveClaims(reg.Preset, reg.Claims)
 	u := endUser{Issuer: idt.Issuer, Subject: idt.Subject}
 	if m.Subject != "" && m.Subject != "sub" {
 		if v := claimString(claims, m.Subject); v != "" {
@@ -247,19 +242,6 @@ func userFromIDToken(reg tenants.IdP, idt *oidc.IDToken) (endUser, error) {
 		u.Groups = u.Groups[:200]
 	}
 	return u, nil
-}
-
-func fillClaims(m, d tenants.ClaimMapping) tenants.ClaimMapping {
-	if m.Subject == "" {
-		m.Subject = d.Subject
-	}
-	if m.Email == "" {
-		m.Email = d.Email
-	}
-	if m.Groups == "" {
-		m.Groups = d.Groups
-	}
-	return m
 }
 
 func claimString(c map[string]json.RawMessage, name string) string {

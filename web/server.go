@@ -18,6 +18,7 @@ import (
 	"github.com/locksmithhq/locksmith/tenants/approvals"
 	"github.com/locksmithhq/locksmith/tenants/audit"
 	"github.com/locksmithhq/locksmith/tenants/policy"
+	"github.com/locksmithhq/locksmith/tenants/tokena"
 )
 
 // DefaultMaxBodyBytes caps request bodies (1 MiB) unless a route sets its own.
@@ -47,6 +48,10 @@ type Config struct {
 	// IP (e.g. "Fly-Client-IP"), used to rate-limit sign-ins per client; ""
 	// means the connection's remote address.
 	ClientIPHeader string
+	// Verifier checks Token A for the console's "test a token" box; nil
+	// means the server builds its own over the tenants' egress client. Main
+	// passes the MCP endpoint's, so both share JWKS and verified-token caches.
+	Verifier *tokena.Verifier
 	// MCP serves every tenant's MCP endpoint (/t/{tenant}/mcp) and its
 	// protected resource metadata; nil leaves both unmounted. These are
 	// bearer-auth and public routes, mounted outside the browser session
@@ -90,6 +95,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Verifier == nil {
+		v, err := tokena.New(tokena.Config{HTTP: cfg.Tenants.Egress().HTTPClient(), Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("web: token verifier: %w", err)
+		}
+		cfg.Verifier = v
 	}
 	m, err := newHTTPMetrics(cfg.Registry)
 	if err != nil {

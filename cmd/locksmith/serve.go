@@ -22,6 +22,7 @@ import (
 	"github.com/locksmithhq/locksmith/tenants/egress"
 	"github.com/locksmithhq/locksmith/tenants/policy"
 	"github.com/locksmithhq/locksmith/tenants/seal"
+	"github.com/locksmithhq/locksmith/tenants/tokena"
 	"github.com/locksmithhq/locksmith/web"
 )
 
@@ -96,16 +97,23 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	if m.Serve {
-		mcpHandler, err := m.openMCP()
+		// One Token A verifier (JWKS and verified-token caches) for the MCP
+		// endpoint and the console's "test a token" box.
+		verifier, err := tokena.New(tokena.Config{HTTP: m.Egress.HTTPClient(), Logger: m.Logger})
+		if err != nil {
+			return err
+		}
+		mcpHandler, err := m.openMCP(verifier)
 		if err != nil {
 			return err
 		}
 		if m.Server, err = web.New(web.Config{
-			MCP:     mcpHandler,
-			Logger:  m.Logger,
-			BaseURL: m.Config.BaseURL,
-			Ready:   readiness{db},
-			Tenants: m.Tenants,
+			MCP:      mcpHandler,
+			Verifier: verifier,
+			Logger:   m.Logger,
+			BaseURL:  m.Config.BaseURL,
+			Ready:    readiness{db},
+			Tenants:  m.Tenants,
 			// End-user sign-in, consent, My connections and /oauth/callback.
 			Consent: m.Broker,
 			// The Policies, Approvals and Audit pages and their API routes.

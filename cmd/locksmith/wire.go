@@ -89,11 +89,7 @@ func (m *Main) openDomain(ctx context.Context, baseURL string) error {
 // tenant's IdP, the policy engine with two-person approvals, the durable
 // audit trail, Token B from the broker, upstreams called through the egress
 // client.
-func (m *Main) openMCP() (*webmcp.Handler, error) {
-	verifier, err := tokena.New(tokena.Config{HTTP: m.Egress.HTTPClient(), Logger: m.Logger})
-	if err != nil {
-		return nil, err
-	}
+func (m *Main) openMCP(verifier *tokena.Verifier) (*webmcp.Handler, error) {
 	return webmcp.New(webmcp.Config{
 		BaseURL:    m.Config.BaseURL,
 		Logger:     m.Logger,

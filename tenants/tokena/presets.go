@@ -136,7 +136,7 @@ func PresetNamed(name string) (Preset, bool) {
 
 // effectiveClaims fills the empty fields of m from the registration's
 // preset (generic when the name is empty or unknown).
-func effectiveClaims(preset string, m tenants.ClaimMapping) tenants.ClaimMapping {
+func EffectiveClaims(preset string, m tenants.ClaimMapping) tenants.ClaimMapping {
 	p := &presets[0]
 	for i := range presets {
 		if presets[i].Name == preset {

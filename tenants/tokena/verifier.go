@@ -157,7 +157,7 @@ func (v *Verifier) Verify(ctx context.Context, reg tenants.IdP, audience, raw st
 		jwksURI:   reg.JWKSURI,
 		audience:  audience,
 		requireAT: reg.RequireATJWT,
-		claims:    effectiveClaims(reg.Preset, reg.Claims),
+		claims:    EffectiveClaims(reg.Preset, reg.Claims),
 	}
 	var ck cacheKey
 	if v.cache != nil {
