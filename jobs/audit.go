@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/locksmithhq/locksmith/tenants/approvals"
 	"github.com/locksmithhq/locksmith/tenants/audit"
@@ -24,14 +23,6 @@ const (
 	// ApprovalsKeep is how long finished approval requests are kept.
 	ApprovalsKeep = 90 * 24 * time.Hour
 )
-
-// uniqueWhileQueued makes a periodic job unique while waiting or running.
-func uniqueWhileQueued() river.InsertOpts {
-	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-	}}}
-}
 
 // AuditSealArgs seals every tenant's committed, unsealed audit events.
 type AuditSealArgs struct{}

@@ -104,7 +104,10 @@ type RewrapArgs struct{}
 func (RewrapArgs) Kind() string { return "rewrap_data_keys" }
 
 // InsertOpts makes the job unique while it is waiting or running.
-func (RewrapArgs) InsertOpts() river.InsertOpts {
+func (RewrapArgs) InsertOpts() river.InsertOpts { return uniqueWhileQueued() }
+
+// uniqueWhileQueued makes a periodic job unique while waiting or running.
+func uniqueWhileQueued() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 		rivertype.JobStateRetryable, rivertype.JobStateScheduled,

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/locksmithhq/locksmith/consent"
 	lsql "github.com/locksmithhq/locksmith/sql"
@@ -58,10 +57,9 @@ func (PurgeGrantsArgs) Kind() string { return "grant_purge" }
 
 // InsertOpts makes the job unique while it is waiting or running.
 func (PurgeGrantsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: consent.QueueGrants, UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
-		rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
-		rivertype.JobStateRetryable, rivertype.JobStateScheduled,
-	}}}
+	o := uniqueWhileQueued()
+	o.Queue = consent.QueueGrants
+	return o
 }
 
 // PurgeGrantsWorker runs PurgeGrantsArgs through Vault.Purge.
