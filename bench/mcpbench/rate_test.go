@@ -16,6 +16,11 @@ const (
 	rateDuration = 10 * time.Second // per phase
 	ratePairs    = 3                // noaudit, durable; alternating
 	rateInFlight = 256              // bounded pool of in-flight requests
+	// rateWarmUp is run at the same rate before every measured phase and
+	// not counted: the first seconds of a target's load grow its connection
+	// pools (PostgreSQL connections for the audit writer, upstream
+	// keep-alives), a cost a running server has already paid.
+	rateWarmUp = time.Second
 )
 
 // rateResult is one phase of the fixed-rate load.
@@ -28,7 +33,7 @@ type rateResult struct {
 }
 
 // BenchmarkAuditAtRate issues tools/call at exactly rateCalls per second for
-// rateDuration against locksmith-noaudit, then locksmith-durable, ratePairs
+// rateDuration (after rateWarmUp) against locksmith-noaudit, then locksmith-durable, ratePairs
 // times, and reports p50/p99 for each and the audit's added p99 (durable −
 // noaudit), per pair and as medians of the pairs. It is open-loop: a ticker
 // dispatches every call at its scheduled time (start + i/rate) whatever the
@@ -50,8 +55,10 @@ func BenchmarkAuditAtRate(b *testing.B) {
 		var n50, n99, d50, d99, add50, add99 []float64
 		for range b.N {
 			for pair := range ratePairs {
-				rn := e.atRate(noaudit)
-				rd := e.atRate(durable)
+				e.atRate(noaudit, rateWarmUp)
+				rn := e.atRate(noaudit, rateDuration)
+				e.atRate(durable, rateWarmUp)
+				rd := e.atRate(durable, rateDuration)
 				for _, x := range []struct {
 					name string
 					r    rateResult
@@ -77,12 +84,12 @@ func BenchmarkAuditAtRate(b *testing.B) {
 	})
 }
 
-// atRate runs one phase: rateCalls per second for rateDuration against t.
-func (e *env) atRate(t target) rateResult {
+// atRate runs one phase: rateCalls per second for d against t.
+func (e *env) atRate(t target, d time.Duration) rateResult {
 	runtime.GC()
 	time.Sleep(200 * time.Millisecond) // let the previous phase's stragglers and the GC settle
 	interval := time.Second / rateCalls
-	n := int(rateDuration / interval)
+	n := int(d / interval)
 	lat := make([]time.Duration, n)
 	sem := make(chan struct{}, rateInFlight)
 	var wg sync.WaitGroup

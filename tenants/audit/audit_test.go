@@ -641,3 +641,67 @@ func TestBadTenantDoesNotFailOthers(t *testing.T) {
 	require.True(t, rep.OK(), "%v", rep.Problems)
 	require.Equal(t, int64(30), rep.Events)
 }
+
+// TestHostileTextRoundTrips: every text field survives the writer's
+// encoding and PostgreSQL's decoding unchanged: quotes, backslashes, control
+// characters, array-literal syntax, non-ASCII.
+func TestHostileTextRoundTrips(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const hostile = "a \"quoted\" \\back\\slash\\ {brace,comma} \t tab \n newline \x01 ☃ \u2028 NULL"
+	c := audit.Call{
+		RequestID: hostile + "1", User: audit.User{Issuer: hostile + "2", Subject: hostile + "3", Email: hostile + "4"},
+		Agent: hostile + "5", Act: []string{hostile, "NULL", "", `"`}, Tool: hostile + "6", Upstream: hostile + "7",
+		UpstreamName: hostile + "8", Method: "PATCH", PathTemplate: hostile + "9", Scopes: []string{hostile, "x,y", "{}"},
+		Narrowed: true, Decision: audit.DecisionAllow, Rule: hostile + "10", Reason: hostile + "11",
+		Detail: json.RawMessage(`{"s":"\"\\\u0001","n":[1,2.5,null,true]}`),
+	}
+	seq, err := b.writer.Intent(b.ctx, b.tenant, c)
+	require.NoError(t, err)
+	_, err = b.writer.Outcome(b.ctx, b.tenant, seq, audit.Outcome{Status: 500, Latency: time.Millisecond, Error: hostile + "12"})
+	require.NoError(t, err)
+	e, err := b.store.Event(b.ctx, b.tenant, seq)
+	require.NoError(t, err)
+	require.Equal(t, c.RequestID, e.RequestID)
+	require.Equal(t, c.User, e.User)
+	require.Equal(t, c.Agent, e.Agent)
+	require.Equal(t, c.Act, e.Act)
+	require.Equal(t, c.Tool, e.Tool)
+	require.Equal(t, c.Upstream, e.Upstream)
+	require.Equal(t, c.UpstreamName, e.UpstreamName)
+	require.Equal(t, c.PathTemplate, e.PathTemplate)
+	require.Equal(t, c.Scopes, e.Scopes)
+	require.Equal(t, c.Rule, e.Rule)
+	require.Equal(t, c.Reason, e.Reason)
+	require.JSONEq(t, string(c.Detail), string(e.Detail))
+	require.NotNil(t, e.Outcome)
+	require.Equal(t, hostile+"12", e.Outcome.Error)
+	b.sealAll(t)
+	rep, err := b.store.Verify(b.ctx, b.tenant)
+	require.NoError(t, err)
+	require.True(t, rep.OK())
+}
+
+// TestTenantDeleteRemovesEvents: audit_events has no foreign key (migration
+// 0009); deleting a tenant still deletes its trail, and nobody else's.
+func TestTenantDeleteRemovesEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	other, _ := newTenant(t)
+	b.writeCalls(t, 3)
+	_, err := b.writer.Intent(b.ctx, other, call(1))
+	require.NoError(t, err)
+
+	owner, err := pgx.Connect(b.ctx, sqltest.OwnerURL(t))
+	require.NoError(t, err)
+	defer owner.Close(b.ctx)
+	count := func(id uuid.UUID) (n int) {
+		require.NoError(t, owner.QueryRow(b.ctx, "SELECT count(*) FROM audit_events WHERE tenant_id = $1", id).Scan(&n))
+		return n
+	}
+	require.Equal(t, 6, count(b.tenant))
+	_, err = owner.Exec(b.ctx, "DELETE FROM tenants WHERE id = $1", b.tenant)
+	require.NoError(t, err)
+	require.Zero(t, count(b.tenant))
+	require.Equal(t, 1, count(other))
+}

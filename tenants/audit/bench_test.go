@@ -3,8 +3,10 @@ package audit_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -138,4 +140,57 @@ func BenchmarkSeal(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(sealed)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkCallAtRate is the writer's share of a tools/call at a fixed
+// rate: an open-loop load starts a call every 1/rate seconds (whatever the
+// earlier ones are doing), each call waits for its Intent, then (after a
+// simulated 300 µs upstream) for its Outcome, and the latency of the two
+// waits is taken. It isolates the audit from the rest of the MCP endpoint
+// (bench/mcpbench's BenchmarkAuditAtRate measures the whole call).
+//
+//	go test -run '^$' -bench CallAtRate -benchtime 1x ./tenants/audit/
+func BenchmarkCallAtRate(b *testing.B) {
+	const (
+		rate     = 2000
+		duration = 5 * time.Second
+	)
+	tenant, _ := newTenant(b)
+	w := newWriter(b, nil)
+	ctx := context.Background()
+	c := call(1)
+	for range b.N {
+		interval := time.Second / rate
+		n := int(duration / interval)
+		lat := make([]time.Duration, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			sched := start.Add(time.Duration(i) * interval)
+			time.Sleep(time.Until(sched))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t0 := time.Now()
+				seq, err := w.Intent(ctx, tenant, c)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				waited := time.Since(t0)
+				time.Sleep(300 * time.Microsecond)
+				t1 := time.Now()
+				if _, err := w.Outcome(ctx, tenant, seq, audit.Outcome{Status: 200, Latency: 300 * time.Microsecond}); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = waited + time.Since(t1)
+			}()
+		}
+		wg.Wait()
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[n/2].Microseconds()), "p50-us")
+		b.ReportMetric(float64(lat[n*99/100].Microseconds()), "p99-us")
+		b.ReportMetric(float64(lat[n*999/1000].Microseconds()), "p999-us")
+	}
 }

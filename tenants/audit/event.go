@@ -263,7 +263,12 @@ func arrayLiteral(in []string) string {
 	if len(in) == 0 {
 		return "{}"
 	}
+	n := 2
+	for _, s := range in {
+		n += len(s) + 3
+	}
 	var b strings.Builder
+	b.Grow(n + n/8)
 	b.WriteByte('{')
 	for i, s := range in {
 		if i > 0 {

@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,11 @@ const (
 	DefaultFlushers = 4
 	// flushTimeout bounds one batch transaction.
 	flushTimeout = 30 * time.Second
+	// DefaultInFlight is how many batch transactions one flusher may have
+	// in flight at once.
+	DefaultInFlight = 2
+	// flushSlots is the number of audit_flush_slots rows (migration 0009).
+	flushSlots = 64
 )
 
 // WriterConfig configures a Writer.
@@ -43,6 +49,9 @@ type WriterConfig struct {
 	MaxBatch  int
 	QueueSize int
 	Flushers  int
+	// InFlight is how many batches one flusher may have in flight (each
+	// holds a connection until its WAL flush); defaults to DefaultInFlight.
+	InFlight int
 	// Now is the clock events are stamped with; nil means time.Now.
 	Now func() time.Time
 }
@@ -122,7 +131,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		return nil, errors.New("audit: writer: db is required")
 	case cfg.Logger == nil:
 		return nil, errors.New("audit: writer: logger is required")
-	case cfg.MaxBatch < 0 || cfg.QueueSize < 0 || cfg.Flushers < 0:
+	case cfg.MaxBatch < 0 || cfg.QueueSize < 0 || cfg.Flushers < 0 || cfg.InFlight < 0:
 		return nil, errors.New("audit: writer: sizes must not be negative")
 	}
 	if cfg.MaxBatch == 0 {
@@ -134,15 +143,27 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Flushers == 0 {
 		cfg.Flushers = DefaultFlushers
 	}
+	if cfg.InFlight == 0 {
+		cfg.InFlight = DefaultInFlight
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	w := &Writer{db: cfg.DB, logger: cfg.Logger, now: cfg.Now, maxBatch: cfg.MaxBatch}
+	// Each in-flight batch has its own audit_flush_slots row; writers of
+	// different processes start at different rows, so their barriers
+	// rarely share one.
+	slot := rand.Int32N(flushSlots)
 	for range cfg.Flushers {
 		q := make(chan *pending, max(cfg.QueueSize/cfg.Flushers, 1))
 		w.queues = append(w.queues, q)
+		flights := make(chan *flight, cfg.InFlight)
+		for range cfg.InFlight {
+			flights <- &flight{batch: make([]*pending, 0, cfg.MaxBatch), slot: slot}
+			slot = (slot + 1) % flushSlots
+		}
 		w.wg.Add(1)
-		go w.flusher(q)
+		go w.flusher(q, flights)
 	}
 	return w, nil
 }
@@ -272,25 +293,47 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 }
 
-func (w *Writer) flusher(queue chan *pending) {
+// flight is what one in-flight batch needs: its events, its column
+// arrays and its flush barrier row.
+type flight struct {
+	batch []*pending
+	cols  columns
+	slot  int32
+}
+
+// flusher writes queue's events, batching every event queued while its
+// flights were busy; it waits for a free flight first, so a batch takes
+// everything that arrived meanwhile.
+func (w *Writer) flusher(queue chan *pending, flights chan *flight) {
 	defer w.wg.Done()
-	batch := make([]*pending, 0, w.maxBatch)
-	for p := range queue {
-		batch = append(batch[:0], p)
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	for {
+		f := <-flights
+		p, ok := <-queue
+		if !ok {
+			return
+		}
+		f.batch = append(f.batch[:0], p)
 	fill:
-		for len(batch) < w.maxBatch {
+		for len(f.batch) < w.maxBatch {
 			select {
 			case p, ok := <-queue:
 				if !ok {
 					break fill
 				}
-				batch = append(batch, p)
+				f.batch = append(f.batch, p)
 			default:
 				break fill
 			}
 		}
-		w.write(batch)
-		clear(batch)
+		inFlight.Add(1)
+		go func() {
+			defer inFlight.Done()
+			w.write(f.batch, f)
+			clear(f.batch)
+			flights <- f
+		}()
 	}
 }
 
@@ -298,19 +341,16 @@ func (w *Writer) flusher(queue chan *pending) {
 // several tenants fails (say one tenant was deleted meanwhile), nothing of
 // it was committed, and each tenant's events are retried on their own so
 // one tenant's failure is not every tenant's.
-func (w *Writer) write(batch []*pending) {
-	err := w.flush(batch)
-	if err != nil && len(batch) > 1 {
-		groups := map[uuid.UUID][]*pending{}
-		for _, p := range batch {
-			groups[p.tenant] = append(groups[p.tenant], p)
+func (w *Writer) write(batch []*pending, f *flight) {
+	committed, err := w.flush(batch, f)
+	if err != nil && !committed && len(batch) > 1 && batch[0].tenant != batch[len(batch)-1].tenant {
+		// flush sorted the batch by tenant.
+		for lo := 0; lo < len(batch); {
+			hi := tenantRun(batch, lo)
+			w.write(batch[lo:hi], f)
+			lo = hi
 		}
-		if len(groups) > 1 {
-			for _, g := range groups {
-				w.write(g)
-			}
-			return
-		}
+		return
 	}
 	if err != nil {
 		w.failed.Add(uint64(len(batch)))
@@ -322,6 +362,15 @@ func (w *Writer) write(batch []*pending) {
 	for _, p := range batch {
 		p.done <- err
 	}
+}
+
+// tenantRun returns the end of the run of batch[lo]'s tenant.
+func tenantRun(batch []*pending, lo int) int {
+	hi := lo + 1
+	for hi < len(batch) && batch[hi].tenant == batch[lo].tenant {
+		hi++
+	}
+	return hi
 }
 
 // insertSQL allocates n sequence numbers from the tenant's head (holding its
@@ -348,74 +397,145 @@ const insertSQL = `WITH h AS (
 )
 SELECT first FROM h`
 
-// flush writes batch in one implicit transaction (one pipeline, one Sync):
-// per tenant, in tenant id order (so concurrent flushers lock heads in the
-// same order), set the tenant and insert its rows. It returns after COMMIT.
-func (w *Writer) flush(batch []*pending) error {
-	groups := map[uuid.UUID][]*pending{}
-	for _, p := range batch {
-		groups[p.tenant] = append(groups[p.tenant], p)
-	}
-	tenants := make([]uuid.UUID, 0, len(groups))
-	for id := range groups {
-		tenants = append(tenants, id)
-	}
-	sort.Slice(tenants, func(i, j int) bool { return bytes.Compare(tenants[i][:], tenants[j][:]) < 0 })
-
+// flush writes batch in one round trip of two transactions and returns
+// once both are committed and the first is on disk:
+//
+//  1. per tenant, in tenant id order (so concurrent batches lock heads in
+//     the same order): set the tenant, allocate sequence numbers from its
+//     head and insert its rows; COMMIT with synchronous_commit off, which
+//     releases the heads' row locks without waiting for the WAL flush, so
+//     the tenant's next batch can take them while this one's flush runs;
+//  2. the flush barrier: an update of the flight's own audit_flush_slots
+//     row, committed synchronously. PostgreSQL flushes the WAL in order, so
+//     when this commit is on disk, the events' commit is too.
+//
+// It sorts batch by tenant, keeping each tenant's events in arrival order.
+// If a statement fails, the rest of the pipeline is skipped and the
+// connection, left in the failed transaction, is discarded by the pool.
+// committed reports whether the events were committed (they may be even
+// when err is set: the barrier failed, so they are not known to be on disk).
+func (w *Writer) flush(batch []*pending, f *flight) (committed bool, err error) {
+	slices.SortStableFunc(batch, func(a, b *pending) int { return bytes.Compare(a.tenant[:], b.tenant[:]) })
+	cols := &f.cols
+	cols.fill(batch)
 	b := &pgx.Batch{}
-	for _, id := range tenants {
-		ps := groups[id]
-		b.Queue("SELECT set_config('app.tenant_id', $1, true)", id.String())
-		b.Queue(insertSQL, columnsOf(id, ps)...)
+	b.Queue("BEGIN")
+	for lo := 0; lo < len(batch); {
+		hi := tenantRun(batch, lo)
+		id := batch[lo].tenant
+		b.Queue("SELECT set_config('app.tenant_id', $1, true), set_config('synchronous_commit', 'off', true)", id.String())
+		b.Queue(insertSQL, cols.args(id, lo, hi)...)
+		lo = hi
 	}
+	b.Queue("COMMIT")
+	b.Queue("UPDATE audit_flush_slots SET flushes = flushes + 1 WHERE slot = $1", f.slot)
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	br := w.db.Pool().SendBatch(ctx, b)
-	var firstErr error
-	for _, id := range tenants {
-		if _, err := br.Exec(); err != nil && firstErr == nil {
+	cols.release()
+	_, firstErr := br.Exec() // BEGIN
+	for lo := 0; lo < len(batch) && firstErr == nil; {
+		hi := tenantRun(batch, lo)
+		if _, err := br.Exec(); err != nil {
 			firstErr = err
+			break
 		}
 		var first int64
 		if err := br.QueryRow().Scan(&first); err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
+			firstErr = err
+			break
 		}
-		for i, p := range groups[id] {
+		for i, p := range batch[lo:hi] {
 			p.seq = first + int64(i)
 		}
+		lo = hi
 	}
-	// Close reads up to ReadyForQuery: the implicit transaction's COMMIT.
+	if firstErr == nil {
+		_, firstErr = br.Exec() // COMMIT
+		committed = firstErr == nil
+	}
+	if firstErr == nil {
+		tag, err := br.Exec() // the barrier
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("flush barrier: audit_flush_slots row %d is missing", f.slot)
+		}
+		firstErr = err
+	}
+	// Close reads up to ReadyForQuery: the barrier's synchronous COMMIT.
 	if err := br.Close(); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	if firstErr != nil {
-		return fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
+		return committed, fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
 	}
-	return nil
+	return true, nil
 }
 
-func columnsOf(tenant uuid.UUID, ps []*pending) []any {
-	n := len(ps)
-	var (
-		at                                                                 = make([]time.Time, n)
-		kind, reqID, iss, sub, email, agent, act, tool, up, upName, method = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		path, scopes, decision, rule, reason, approval, errs               = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		narrowed                                                           = make([]bool, n)
-		intent, latency                                                    = make([]*int64, n), make([]*int64, n)
-		status                                                             = make([]*int32, n)
-		detail, reqBody, respBody                                          = make([]*string, n), make([]*string, n), make([]*string, n)
-	)
-	for i, p := range ps {
-		r := &p.row
-		at[i], kind[i], reqID[i], iss[i], sub[i], email[i] = r.at, r.kind, r.requestID, r.userIssuer, r.userSubject, r.userEmail
-		agent[i], act[i], tool[i], up[i], upName[i], method[i] = r.agent, r.act, r.tool, r.upstream, r.upstreamName, r.method
-		path[i], scopes[i], narrowed[i], decision[i], rule[i], reason[i] = r.pathTemplate, r.scopes, r.narrowed, r.decision, r.rule, r.reason
-		approval[i], intent[i], status[i], latency[i], errs[i], detail[i] = r.approvalID, r.intentSeq, r.status, r.latencyUS, r.err, r.detail
-		reqBody[i], respBody[i] = r.requestBody, r.responseBody
+// columns holds a batch's rows as the column arrays insertSQL takes. A
+// flusher reuses one across batches: at tens of thousands of events a
+// second, the per-batch arrays were most of the writer's garbage. pgx has
+// encoded the arrays by the time SendBatch returns.
+type columns struct {
+	at                                                                 []time.Time
+	kind, reqID, iss, sub, email, agent, act, tool, up, upName, method []string
+	path, scopes, decision, rule, reason, approval, errs               []string
+	narrowed                                                           []bool
+	intent, latency                                                    []*int64
+	status                                                             []*int32
+	detail, reqBody, respBody                                          []*string
+}
+
+// fill lays out batch's rows (the previous batch's are overwritten).
+func (c *columns) fill(batch []*pending) {
+	n := len(batch)
+	c.at = resize(c.at, n)
+	for _, s := range []*[]string{&c.kind, &c.reqID, &c.iss, &c.sub, &c.email, &c.agent, &c.act, &c.tool, &c.up,
+		&c.upName, &c.method, &c.path, &c.scopes, &c.decision, &c.rule, &c.reason, &c.approval, &c.errs} {
+		*s = resize(*s, n)
 	}
-	return []any{tenant, int64(n), at, kind, reqID, iss, sub, email, agent, act, tool, up, upName, method, path,
-		scopes, narrowed, decision, rule, reason, approval, intent, status, latency, errs, detail, reqBody, respBody}
+	c.narrowed = resize(c.narrowed, n)
+	c.intent, c.latency = resize(c.intent, n), resize(c.latency, n)
+	c.status = resize(c.status, n)
+	c.detail, c.reqBody, c.respBody = resize(c.detail, n), resize(c.reqBody, n), resize(c.respBody, n)
+	for i, p := range batch {
+		r := &p.row
+		c.at[i], c.kind[i], c.reqID[i], c.iss[i], c.sub[i], c.email[i] = r.at, r.kind, r.requestID, r.userIssuer, r.userSubject, r.userEmail
+		c.agent[i], c.act[i], c.tool[i], c.up[i], c.upName[i], c.method[i] = r.agent, r.act, r.tool, r.upstream, r.upstreamName, r.method
+		c.path[i], c.scopes[i], c.narrowed[i], c.decision[i], c.rule[i], c.reason[i] = r.pathTemplate, r.scopes, r.narrowed, r.decision, r.rule, r.reason
+		c.approval[i], c.intent[i], c.status[i], c.latency[i], c.errs[i], c.detail[i] = r.approvalID, r.intentSeq, r.status, r.latencyUS, r.err, r.detail
+		c.reqBody[i], c.respBody[i] = r.requestBody, r.responseBody
+	}
+}
+
+// release drops the references to the batch's strings (bodies may be
+// large) once pgx has encoded them.
+func (c *columns) release() {
+	for _, s := range []*[]string{&c.kind, &c.reqID, &c.iss, &c.sub, &c.email, &c.agent, &c.act, &c.tool, &c.up,
+		&c.upName, &c.method, &c.path, &c.scopes, &c.decision, &c.rule, &c.reason, &c.approval, &c.errs} {
+		clear(*s)
+	}
+	clear(c.intent)
+	clear(c.latency)
+	clear(c.status)
+	clear(c.detail)
+	clear(c.reqBody)
+	clear(c.respBody)
+}
+
+// args returns insertSQL's arguments for rows lo..hi of the batch, which
+// are all tenant's.
+func (c *columns) args(tenant uuid.UUID, lo, hi int) []any {
+	return []any{tenant, int64(hi - lo), c.at[lo:hi], c.kind[lo:hi], c.reqID[lo:hi], c.iss[lo:hi], c.sub[lo:hi],
+		c.email[lo:hi], c.agent[lo:hi], c.act[lo:hi], c.tool[lo:hi], c.up[lo:hi], c.upName[lo:hi], c.method[lo:hi],
+		c.path[lo:hi], c.scopes[lo:hi], c.narrowed[lo:hi], c.decision[lo:hi], c.rule[lo:hi], c.reason[lo:hi],
+		c.approval[lo:hi], c.intent[lo:hi], c.status[lo:hi], c.latency[lo:hi], c.errs[lo:hi], c.detail[lo:hi],
+		c.reqBody[lo:hi], c.respBody[lo:hi]}
+}
+
+// resize returns s with length n, reusing its array when it is big enough.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }

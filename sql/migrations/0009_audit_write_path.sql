@@ -1,0 +1,45 @@
+-- 0009: a cheaper durable write path for the audit trail.
+--
+-- 1. audit_events without a per-row foreign key. The foreign key to tenants
+-- cost a lookup and a row lock on tenants for every audit event (about 40 %
+-- of an insert's time here), on the hottest write path of the product.
+-- Every batch of events goes through the tenant's audit_heads row in the
+-- same statement, and audit_heads keeps its foreign key, so an event still
+-- cannot be written for a tenant that does not exist. Deleting a tenant
+-- deletes its events through the trigger below (the application role still
+-- cannot DELETE from audit_events; the trigger runs as the migrating role).
+ALTER TABLE audit_events DROP CONSTRAINT IF EXISTS audit_events_tenant_id_fkey;
+
+CREATE FUNCTION audit_events_drop_tenant() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    prev text := current_setting('app.tenant_id', true);
+BEGIN
+    -- The row-level security policy admits the rows of app.tenant_id only;
+    -- the caller's setting is put back afterwards.
+    PERFORM set_config('app.tenant_id', OLD.id::text, true);
+    DELETE FROM audit_events WHERE tenant_id = OLD.id;
+    PERFORM set_config('app.tenant_id', COALESCE(prev, ''), true);
+    RETURN OLD;
+END $$;
+REVOKE ALL ON FUNCTION audit_events_drop_tenant() FROM PUBLIC;
+
+CREATE TRIGGER tenants_drop_audit_events AFTER DELETE ON tenants
+    FOR EACH ROW EXECUTE FUNCTION audit_events_drop_tenant();
+
+-- 2. Flush barriers. The writer commits a batch of events with
+-- synchronous_commit off, which releases the tenant's head row lock as soon
+-- as the commit record is written instead of after the WAL flush, and then
+-- waits for a barrier: a synchronous commit, started after the batch's,
+-- that wrote WAL. PostgreSQL flushes the WAL in order, so once the barrier's
+-- commit is flushed the batch's is too; callers are answered only then.
+-- The barrier is an update of one of these rows; each in-flight barrier
+-- owns its own slot, so barriers never wait on each other's row locks and
+-- PostgreSQL group-commits their flushes. HOT updates keep the table at a
+-- few pages.
+CREATE TABLE audit_flush_slots (
+    slot    integer PRIMARY KEY,
+    flushes bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 50);
+INSERT INTO audit_flush_slots (slot) SELECT generate_series(0, 63);
+GRANT SELECT, UPDATE ON audit_flush_slots TO locksmith_app;
