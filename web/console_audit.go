@@ -20,7 +20,7 @@ import (
 // The Audit pages: every call agents made, searchable, exportable and
 // verifiable.
 //
-//	GET  /console/t/{tenant}/audit[?user=&agent=&tool=&upstream=&decision=&from=&to=&cursor=]  calls, newest first, 50 a page
+//	GET  /console/t/{tenant}/audit[?user=&agent=&tool=&upstream=&decision=&from=&to=&cursor=]  calls, newest first, 50 a page, under a chart of decisions per day
 //	GET  /console/t/{tenant}/audit/export.csv[?same filters]    every matching call as CSV (attachment, streamed)
 //	GET  /console/t/{tenant}/audit/export.jsonl[?same filters]  the same as JSON Lines
 //	GET  /console/t/{tenant}/audit/{seq}                        one call
@@ -218,7 +218,83 @@ func (s *Server) auditModel(r *http.Request, c consoleCtx, q url.Values) (views.
 		p.NextHref = base + queryString(next)
 	}
 	p.Rows = auditRows(slug, page.Events)
+	if len(p.Rows) > 0 {
+		// Something matches: chart it per day (over the filter's time
+		// range, the last two weeks without one).
+		flt.Cursor = ""
+		days, err := s.cfg.AuditLog.DecisionsPerDay(ctx, c.Tenant.ID, flt)
+		var refused *tenants.Error
+		if err != nil && (!errors.Is(err, tenants.ErrInvalid) || !errors.As(err, &refused)) {
+			return p, 0, err
+		}
+		p.ShowDecisions = true
+		p.Decisions = decisionsChart(days, flt.From.IsZero() && flt.To.IsZero(), refused)
+	}
 	return p, http.StatusOK, nil
+}
+
+// decisionsChart lays out the audit's decisions per day as stacked bars
+// (allowed, denied, held for approval; see layoutBars) with a legend, a
+// summary sentence and a table. lastDays says the range is the default
+// one (the last audit.DefaultDecisionDays days). With no calls in the
+// range, or a range the chart refuses (refused, shown in words), it is an
+// empty state.
+func decisionsChart(days []audit.DayDecisions, lastDays bool, refused *tenants.Error) views.Chart {
+	c := views.Chart{
+		ID:    "decisions-chart",
+		Title: "Decisions per day",
+		Series: []views.ChartSeries{
+			{Key: "allow", Label: "Allowed", Tone: "success"},
+			{Key: "deny", Label: "Denied", Tone: "danger", Pattern: "hatch"},
+			{Key: "approval", Label: "Held for approval", Tone: "warning", Pattern: "dots"},
+		},
+		Columns: []string{"Day", "Allowed", "Denied", "Held for approval"},
+	}
+	if refused != nil {
+		c.IsEmpty = true
+		c.Empty = views.EmptyState{TestID: "decisions-refused", Title: "No chart for this range",
+			Body: sentence(refused.Message) + " The list below still shows every matching call."}
+		return c
+	}
+	// span names the range: "Last 14 days", "2 Mar 2026 – 4 Mar 2026" or
+	// "4 Mar 2026"; empty says it has no calls.
+	span, empty := "Last "+plural(len(days), "day"), "No calls in the last "+plural(len(days), "day")
+	if !lastDays && len(days) > 0 {
+		span, empty = formatDate(days[0].Day), "No calls on "+formatDate(days[0].Day)
+		if len(days) > 1 {
+			span += " – " + formatDate(days[len(days)-1].Day)
+			empty = "No calls from " + formatDate(days[0].Day) + " to " + formatDate(days[len(days)-1].Day)
+		}
+	}
+	var sum audit.DayDecisions
+	data := chartData{Days: make([]time.Time, len(days)), Values: make([][]int, len(days)), BarLabel: func(i int) string {
+		return days[i].Day.UTC().Format("2 Jan") + ": " + decisionCounts(days[i])
+	}}
+	for i, d := range days {
+		sum.Allow, sum.Deny, sum.Approval = sum.Allow+d.Allow, sum.Deny+d.Deny, sum.Approval+d.Approval
+		data.Days[i], data.Values[i] = d.Day, []int{d.Allow, d.Deny, d.Approval}
+	}
+	if sum.Total() == 0 {
+		c.IsEmpty = true
+		c.Empty = views.EmptyState{TestID: "decisions-empty", Title: empty,
+			Body: "The matching calls listed below are outside this range; choose a time range that includes them to chart them."}
+		return c
+	}
+	for i, v := range []int{sum.Allow, sum.Deny, sum.Approval} {
+		c.Series[i].Total = strconv.Itoa(v)
+	}
+	layoutBars(&c, data)
+	for _, d := range days {
+		c.Rows = append(c.Rows, views.ChartRow{Label: formatDate(d.Day),
+			Values: []string{strconv.Itoa(d.Allow), strconv.Itoa(d.Deny), strconv.Itoa(d.Approval)}})
+	}
+	c.Summary = span + ": " + decisionCounts(sum) + "."
+	return c
+}
+
+// decisionCounts is "12 calls — 9 allowed, 2 denied, 1 held for approval".
+func decisionCounts(d audit.DayDecisions) string {
+	return fmt.Sprintf("%s — %d allowed, %d denied, %d held for approval", plural(d.Total(), "call"), d.Allow, d.Deny, d.Approval)
 }
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, c consoleCtx) error {

@@ -71,60 +71,38 @@ func overviewModel(f views.Frame, counts tenants.SetupCounts, act activity) view
 	return p
 }
 
-// Chart geometry, in SVG user units.
-const (
-	chartW, chartH             = 640, 200
-	chartLeft, chartRight      = 44, 628
-	chartTop, chartBottom      = 12, 172
-	chartXLabelY, chartYLabelX = 190, 38
-)
-
-// callsChart lays out calls per day as bars with a y axis (0, half, max,
-// rounded up to a readable number), up to four day labels, a summary
-// sentence and a table. With no calls at all it is an empty state.
+// callsChart lays out calls per day as bars (see layoutBars), with a
+// summary sentence and a table. With no calls at all it is an empty state.
 func callsChart(days []dayCount) views.Chart {
 	c := views.Chart{
+		ID:    "calls-chart",
 		Title: "Tool calls per day",
 		Empty: views.EmptyState{TestID: "calls-empty", Title: "No calls yet",
 			Body: "Calls appear here once agents connect and start using tools. Follow the steps above to connect your first agent."},
+		Series:  []views.ChartSeries{{Key: "calls", Label: "Calls", Tone: "accent"}},
+		Columns: []string{"Day", "Calls"},
 	}
 	total, denied, peak, peakDay := 0, 0, 0, time.Time{}
-	for _, d := range days {
+	data := chartData{Days: make([]time.Time, len(days)), Values: make([][]int, len(days)), BarLabel: func(i int) string {
+		d := days[i]
+		return fmt.Sprintf("%s: %s%s", d.Day.UTC().Format("2 Jan"), plural(d.Calls, "call"), deniedNote(d.Denied))
+	}}
+	for i, d := range days {
 		total += d.Calls
 		denied += d.Denied
 		if d.Calls > peak {
 			peak, peakDay = d.Calls, d.Day
 		}
+		data.Days[i], data.Values[i] = d.Day, []int{d.Calls}
 	}
 	if total == 0 {
 		c.IsEmpty = true
 		return c
 	}
-	top := niceCeil(peak)
-	c.ViewBox = fmt.Sprintf("0 0 %d %d", chartW, chartH)
-	c.Left, c.Right, c.Top, c.Bottom = itoa(chartLeft), itoa(chartRight), itoa(chartTop), itoa(chartBottom)
-	plotH := float64(chartBottom - chartTop)
-	for i, v := range []int{0, top / 2, top} {
-		if i == 1 && (v == 0 || v == top) {
-			continue
-		}
-		y := float64(chartBottom) - plotH*float64(v)/float64(top)
-		c.YTicks = append(c.YTicks, views.Tick{X: itoa(chartYLabelX), Y: ftoa(y), Label: strconv.Itoa(v)})
-	}
-	slot := float64(chartRight-chartLeft) / float64(len(days))
-	barW := slot * 0.7
-	labelEvery := max(1, (len(days)+3)/4)
-	for i, d := range days {
-		h := plotH * float64(d.Calls) / float64(top)
-		x := float64(chartLeft) + slot*float64(i) + (slot-barW)/2
-		c.Bars = append(c.Bars, views.Bar{
-			X: ftoa(x), Y: ftoa(float64(chartBottom) - h), W: ftoa(barW), H: ftoa(h),
-			Label: fmt.Sprintf("%s: %s%s", d.Day.UTC().Format("2 Jan"), plural(d.Calls, "call"), deniedNote(d.Denied)),
-		})
-		if i%labelEvery == 0 || i == len(days)-1 {
-			c.XTicks = append(c.XTicks, views.Tick{X: ftoa(x + barW/2), Y: itoa(chartXLabelY), Label: d.Day.UTC().Format("2 Jan")})
-		}
-		c.Rows = append(c.Rows, views.ChartRow{Label: formatDate(d.Day), Value: strconv.Itoa(d.Calls) + deniedNote(d.Denied)})
+	c.Series[0].Total = strconv.Itoa(total)
+	layoutBars(&c, data)
+	for _, d := range days {
+		c.Rows = append(c.Rows, views.ChartRow{Label: formatDate(d.Day), Values: []string{strconv.Itoa(d.Calls) + deniedNote(d.Denied)}})
 	}
 	c.Summary = fmt.Sprintf("%s in the last %s; the busiest day was %s with %s.",
 		plural(total, "call"), plural(len(days), "day"), peakDay.UTC().Format("2 Jan"), plural(peak, "call"))
@@ -158,21 +136,6 @@ func dashboardCards(slug string, act activity) views.DashboardCards {
 		})
 	}
 	return d
-}
-
-// niceCeil rounds n up to 1, 2 or 5 times a power of ten (at least 1), so
-// axis labels read well.
-func niceCeil(n int) int {
-	if n <= 1 {
-		return 1
-	}
-	for p := 1; ; p *= 10 {
-		for _, m := range []int{1, 2, 5} {
-			if m*p >= n {
-				return m * p
-			}
-		}
-	}
 }
 
 func plural(n int, noun string) string {

@@ -576,6 +576,18 @@ func TestTwoTenantIsolation(t *testing.T) {
 	buf.Reset()
 	require.NoError(t, b.store.ExportJSONL(b.ctx, b.tenant, audit.Filter{}, &buf))
 	require.Empty(t, buf.String())
+	perDay, err := b.store.DecisionsPerDay(b.ctx, b.tenant, audit.Filter{})
+	require.NoError(t, err)
+	total := func(days []audit.DayDecisions) (n int) {
+		for _, d := range days {
+			n += d.Total()
+		}
+		return n
+	}
+	require.Zero(t, total(perDay))
+	perDay, err = a.store.DecisionsPerDay(a.ctx, a.tenant, audit.Filter{})
+	require.NoError(t, err)
+	require.Equal(t, 3, total(perDay))
 	res, err := b.store.Seal(b.ctx, b.tenant)
 	require.NoError(t, err)
 	require.Zero(t, res.Events)
@@ -704,4 +716,141 @@ func TestTenantDeleteRemovesEvents(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, count(b.tenant))
 	require.Equal(t, 1, count(other))
+}
+
+// TestDecisionsPerDay counts calls per UTC day and decision: every day of
+// the range present (zeros included), day edges exact, outcomes not
+// counted, the page's filters honoured, another tenant's calls invisible.
+func TestDecisionsPerDay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	other, _ := newTenant(t)
+	var clock time.Time
+	var cmu sync.Mutex
+	w := newWriter(t, func() time.Time { cmu.Lock(); defer cmu.Unlock(); return clock })
+	n := 0
+	record := func(tenant uuid.UUID, at time.Time, decision, agent, upstream string) {
+		t.Helper()
+		cmu.Lock()
+		clock = at
+		cmu.Unlock()
+		n++
+		c := call(n)
+		c.Decision, c.Agent, c.Upstream = decision, agent, upstream
+		if decision != audit.DecisionAllow {
+			c.Reason = "policy"
+		}
+		seq, err := w.Intent(b.ctx, tenant, c)
+		require.NoError(t, err)
+		if decision == audit.DecisionAllow { // an outcome row is not a call
+			_, err = w.Outcome(b.ctx, tenant, seq, audit.Outcome{Status: 200})
+			require.NoError(t, err)
+		}
+	}
+	day := func(d, h, m, s, ns int) time.Time { return time.Date(2026, 3, d, h, m, s, ns, time.UTC) }
+	allow, deny, approval := audit.DecisionAllow, audit.DecisionDeny, audit.DecisionApproval
+
+	record(b.tenant, time.Date(2026, 2, 19, 23, 59, 59, 0, time.UTC), allow, "claude-desktop", "acme-tasks") // before the default range
+	for range 3 {
+		record(b.tenant, day(2, 10, 0, 0, 0), allow, "claude-desktop", "acme-tasks")
+	}
+	record(b.tenant, day(2, 10, 5, 0, 0), deny, "claude-desktop", "billing")
+	record(b.tenant, day(2, 23, 59, 59, 999_999_000), approval, "claude-desktop", "acme-tasks") // last µs of 2 March
+	// 3 March: nothing.
+	record(b.tenant, day(4, 0, 0, 0, 0), deny, "cursor", "acme-tasks") // first instant of 4 March
+	record(b.tenant, day(4, 8, 0, 0, 0), deny, "cursor", "billing")
+	record(b.tenant, day(4, 9, 0, 0, 0), allow, "cursor", "acme-tasks")
+	for range 5 {
+		record(other, day(2, 11, 0, 0, 0), allow, "claude-desktop", "acme-tasks")
+	}
+	record(other, day(3, 11, 0, 0, 0), deny, "claude-desktop", "acme-tasks")
+
+	now := day(5, 12, 0, 0, 0)
+	type dd = audit.DayDecisions
+	d := func(m, dayN, a, de, ap int) dd {
+		return dd{Day: time.Date(2026, time.Month(m), dayN, 0, 0, 0, 0, time.UTC), Allow: a, Deny: de, Approval: ap}
+	}
+	get := func(tenant uuid.UUID, f audit.Filter) []dd {
+		t.Helper()
+		got, err := b.store.DecisionsPerDayAt(b.ctx, tenant, f, now)
+		require.NoError(t, err)
+		return got
+	}
+	// nonZero is the days with calls; zeros checks every other day is zero.
+	nonZero := func(days []dd) []dd {
+		var out []dd
+		for _, x := range days {
+			if x.Total() > 0 {
+				out = append(out, x)
+			} else {
+				require.Equal(t, dd{Day: x.Day}, x)
+			}
+		}
+		return out
+	}
+
+	// Default: the 14 days up to today (20 Feb – 5 Mar), zeros included.
+	got := get(b.tenant, audit.Filter{})
+	require.Len(t, got, audit.DefaultDecisionDays)
+	require.Equal(t, d(2, 20, 0, 0, 0), got[0])
+	require.Equal(t, d(3, 3, 0, 0, 0), got[11])
+	require.Equal(t, d(3, 5, 0, 0, 0), got[13])
+	for i := 1; i < len(got); i++ {
+		require.Equal(t, got[i-1].Day.AddDate(0, 0, 1), got[i].Day)
+	}
+	require.Equal(t, []dd{d(3, 2, 3, 1, 1), d(3, 4, 1, 2, 0)}, nonZero(got))
+
+	// An explicit range: exactly its days, 3 March as zeros.
+	got = get(b.tenant, audit.Filter{From: day(2, 0, 0, 0, 0), To: day(5, 0, 0, 0, 0)})
+	require.Equal(t, []dd{d(3, 2, 3, 1, 1), d(3, 3, 0, 0, 0), d(3, 4, 1, 2, 0)}, got)
+	// Exact times inside the first and last day.
+	got = get(b.tenant, audit.Filter{From: day(2, 12, 0, 0, 0), To: day(4, 0, 0, 0, 1000)})
+	require.Equal(t, []dd{d(3, 2, 0, 0, 1), d(3, 3, 0, 0, 0), d(3, 4, 0, 1, 0)}, got)
+	// Only a start: up to today.
+	got = get(b.tenant, audit.Filter{From: time.Date(2026, 2, 19, 0, 0, 0, 0, time.UTC)})
+	require.Len(t, got, 15)
+	require.Equal(t, []dd{d(2, 19, 1, 0, 0), d(3, 2, 3, 1, 1), d(3, 4, 1, 2, 0)}, nonZero(got))
+	// Only an end: the 14 days before it.
+	got = get(b.tenant, audit.Filter{To: day(3, 0, 0, 0, 0)})
+	require.Len(t, got, 14)
+	require.Equal(t, d(2, 17, 0, 0, 0), got[0])
+	require.Equal(t, []dd{d(2, 19, 1, 0, 0), d(3, 2, 3, 1, 1)}, nonZero(got))
+
+	// The page's filters.
+	require.Equal(t, []dd{d(3, 2, 0, 1, 0), d(3, 4, 0, 2, 0)}, nonZero(get(b.tenant, audit.Filter{Decision: deny})))
+	require.Equal(t, []dd{d(3, 4, 1, 2, 0)}, nonZero(get(b.tenant, audit.Filter{Agent: "cursor"})))
+	require.Equal(t, []dd{d(3, 2, 0, 1, 0), d(3, 4, 0, 1, 0)}, nonZero(get(b.tenant, audit.Filter{Upstream: "billing"})))
+	require.Equal(t, []dd{d(3, 4, 1, 1, 0)}, nonZero(get(b.tenant, audit.Filter{Agent: "cursor", Upstream: "acme-tasks"})))
+	require.Empty(t, nonZero(get(b.tenant, audit.Filter{User: "nobody@acme.example"})))
+	require.Len(t, get(b.tenant, audit.Filter{Tool: "tasks.list", Limit: 5000, Cursor: "ignored"}), 14, "limit and cursor ignored")
+
+	// The other tenant sees only its own calls, and A none of them.
+	require.Equal(t, []dd{d(3, 2, 5, 0, 0), d(3, 3, 0, 1, 0)}, nonZero(get(other, audit.Filter{})))
+	a2 := get(b.tenant, audit.Filter{From: day(3, 0, 0, 0, 0), To: day(4, 0, 0, 0, 0)})
+	require.Equal(t, []dd{d(3, 3, 0, 0, 0)}, a2)
+
+	// Bad filters and ranges are ErrInvalid.
+	for _, bad := range []audit.Filter{
+		{Decision: "maybe"},
+		{From: day(4, 0, 0, 0, 0), To: day(4, 0, 0, 0, 0)},
+		{From: day(4, 12, 0, 0, 0), To: day(4, 11, 0, 0, 0)},
+		{From: day(4, 0, 0, 0, 0).AddDate(-1, 0, -2), To: day(4, 0, 0, 0, 0)}, // 367 days
+	} {
+		_, err := b.store.DecisionsPerDayAt(b.ctx, b.tenant, bad, now)
+		require.ErrorIs(t, err, tenants.ErrInvalid, "%+v", bad)
+	}
+	// 366 days is the most.
+	got = get(b.tenant, audit.Filter{From: day(4, 0, 0, 0, 0).AddDate(-1, 0, 0), To: day(5, 0, 0, 0, 0)})
+	require.Len(t, got, audit.MaxDecisionDays)
+
+	// Without an injected clock the default range ends today.
+	before := time.Now().UTC()
+	got, err := b.store.DecisionsPerDay(b.ctx, b.tenant, audit.Filter{})
+	require.NoError(t, err)
+	require.Len(t, got, audit.DefaultDecisionDays)
+	if after := time.Now().UTC(); after.YearDay() == before.YearDay() {
+		require.Equal(t, before.Truncate(24*time.Hour), got[len(got)-1].Day)
+	}
+	_, err = b.store.DecisionsPerDay(b.ctx, uuid.Nil, audit.Filter{})
+	require.Error(t, err)
 }

@@ -59,8 +59,9 @@
 //
 // [Store.Query] filters by user, agent, tool, upstream, decision and time
 // range with keyset pagination (an opaque cursor); [Store.ExportCSV] and
-// [Store.ExportJSONL] stream the same selection; [Sentence] renders an event
-// for people.
+// [Store.ExportJSONL] stream the same selection; [Store.DecisionsPerDay]
+// counts it per UTC day and decision, for charts; [Sentence] renders an
+// event for people.
 //
 // What belongs here: the audit tables, their writer, sealing, verification,
 // retention and queries. What does not: deciding (package policy) or

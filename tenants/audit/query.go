@@ -309,3 +309,116 @@ func (s *Store) ExportJSONL(ctx context.Context, tenantID uuid.UUID, f Filter, w
 	}
 	return nil
 }
+
+// Decision chart ranges, in UTC days.
+const (
+	// DefaultDecisionDays is how many UTC days DecisionsPerDay covers when
+	// the filter has no time range: today and the 13 days before it.
+	DefaultDecisionDays = 14
+	// MaxDecisionDays is the longest range DecisionsPerDay counts.
+	MaxDecisionDays = 366
+)
+
+// DayDecisions counts one UTC day's calls by policy decision.
+type DayDecisions struct {
+	// Day is the day's midnight, UTC.
+	Day      time.Time
+	Allow    int
+	Deny     int
+	Approval int
+}
+
+// Total is the day's calls, whatever the decision.
+func (d DayDecisions) Total() int { return d.Allow + d.Deny + d.Approval }
+
+// DecisionsPerDay counts the tenant's calls matching f per UTC day and
+// decision, oldest day first, one entry for every day of the range (days
+// without calls are zeros). The range runs from f.From's day to the day
+// before f.To (exclusive) and the counts honour the exact times; without
+// f.From it starts DefaultDecisionDays-1 days before the last day, and
+// without f.To it ends today (or on f.From's day, if later). f.Limit and
+// f.Cursor are ignored. A range over MaxDecisionDays, or a bad filter, is
+// an ErrInvalid *tenants.Error naming the field. Read-only; runs in the
+// tenant's row-level-security transaction.
+func (s *Store) DecisionsPerDay(ctx context.Context, tenantID uuid.UUID, f Filter) ([]DayDecisions, error) {
+	return s.decisionsPerDay(ctx, tenantID, f, time.Now())
+}
+
+func (s *Store) decisionsPerDay(ctx context.Context, tenantID uuid.UUID, f Filter, now time.Time) ([]DayDecisions, error) {
+	first, last, err := decisionDays(f, now)
+	if err != nil {
+		return nil, err
+	}
+	f.Limit, f.Cursor = 0, ""
+	if f.From.IsZero() {
+		f.From = first
+	}
+	if f.To.IsZero() {
+		f.To = last.AddDate(0, 0, 1)
+	}
+	where, args, err := f.where()
+	if err != nil {
+		return nil, err
+	}
+	n := int(last.Sub(first)/(24*time.Hour)) + 1
+	out := make([]DayDecisions, n)
+	for i := range out {
+		out[i].Day = first.AddDate(0, 0, i)
+	}
+	err = s.db.InTenant(ctx, tenantID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT (c.at AT TIME ZONE 'UTC')::date AS day,
+				count(*) FILTER (WHERE c.decision = 'allow'),
+				count(*) FILTER (WHERE c.decision = 'deny'),
+				count(*) FILTER (WHERE c.decision = 'approval')
+			FROM audit_events c WHERE `+where+` GROUP BY day`, append([]any{tenantID}, args...)...)
+		if err != nil {
+			return err
+		}
+		var (
+			day                   time.Time
+			allow, deny, approval int
+		)
+		_, err = pgx.ForEachRow(rows, []any{&day, &allow, &deny, &approval}, func() error {
+			i := int(time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC).Sub(first) / (24 * time.Hour))
+			if i < 0 || i >= n {
+				return fmt.Errorf("day %s outside %s–%s", day.Format(time.DateOnly), first.Format(time.DateOnly), last.Format(time.DateOnly))
+			}
+			out[i].Allow, out[i].Deny, out[i].Approval = allow, deny, approval
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: decisions per day for tenant %s: %w", tenantID, lsql.Translate(err))
+	}
+	return out, nil
+}
+
+// decisionDays is the first and last UTC day (midnights) DecisionsPerDay
+// covers for f at now.
+func decisionDays(f Filter, now time.Time) (first, last time.Time, err error) {
+	day := func(t time.Time) time.Time {
+		t = t.UTC()
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	}
+	switch {
+	case !f.To.IsZero():
+		// To is exclusive: a range ending at midnight ends the day before.
+		last = day(f.To.Add(-time.Nanosecond))
+	case !f.From.IsZero() && f.From.After(now):
+		last = day(f.From)
+	default:
+		last = day(now)
+	}
+	first = last.AddDate(0, 0, -(DefaultDecisionDays - 1))
+	if !f.From.IsZero() {
+		first = day(f.From)
+	}
+	if first.After(last) {
+		return first, last, tenants.Invalid("to", "the end of the time range must be after its start")
+	}
+	if last.Sub(first) >= MaxDecisionDays*24*time.Hour {
+		return first, last, tenants.Invalid("from", fmt.Sprintf("the chart covers at most %d days; narrow the time range", MaxDecisionDays))
+	}
+	return first, last, nil
+}

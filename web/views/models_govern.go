@@ -225,6 +225,10 @@ type ApprovalSettingsPage struct {
 	Errors       Errors
 	Summary      []FieldProblem
 	SecretRetype bool
+	// TestAction is where "Send a test event" posts; "" hides the button.
+	TestAction string
+	// WebhookTest is the result of the last test event (empty until one ran).
+	WebhookTest CheckPanel
 }
 
 // SentencePart is a piece of an audit sentence; Em pieces are the names
@@ -276,6 +280,10 @@ type AuditPage struct {
 	RetentionAction string
 	VerifyHref      string
 	Errors          Errors
+	// ShowDecisions is set when calls match: Decisions then charts them
+	// per day over the filter's time range.
+	ShowDecisions bool
+	Decisions     Chart
 }
 
 // DecisionOptions are the audit decisions, for the filter.

@@ -48,28 +48,59 @@ type OverviewPage struct {
 // AllDone reports whether every onboarding step is complete.
 func (p OverviewPage) AllDone() bool { return p.StepsDone == len(p.Steps) }
 
-// Chart is a server-rendered bar chart (inline SVG) with a text fallback.
+// Chart is a server-rendered bar chart (inline SVG) with a text fallback:
+// one bar per day, the bar a stack of the chart's series (bottom first).
 // All coordinates are precomputed strings in ViewBox units.
 type Chart struct {
+	// ID prefixes the chart's element ids and is its data-testid; ids are
+	// unique on a page, so a page shows one chart per ID.
+	ID      string
 	Title   string
 	Empty   EmptyState
 	IsEmpty bool
 	ViewBox string
 	// Plot area edges.
 	Left, Right, Top, Bottom string
-	Bars                     []Bar
-	YTicks                   []Tick
-	XTicks                   []Tick
+	// Series are what the bars stack, bottom first; with more than one the
+	// chart has a legend naming each with its total.
+	Series []ChartSeries
+	Bars   []Bar
+	YTicks []Tick
+	XTicks []Tick
 	// Summary is the one-sentence text fallback ("312 calls in the last 14 days…").
 	Summary string
-	// Rows are the data as a table for screen readers.
-	Rows []ChartRow
+	// Columns head the data table (the first is the day); Rows are the
+	// data as a table for screen readers.
+	Columns []string
+	Rows    []ChartRow
 }
 
-// Bar is one bar of a Chart.
+// ChartSeries is one series of a Chart. Tone is its colour ("accent",
+// "success", "danger" or "warning", from the theme's variables) and Pattern
+// its fill ("" solid, "hatch" or "dots"), so that series differ by more
+// than colour. Total is the series' total as text, for the legend.
+type ChartSeries struct {
+	Key     string
+	Label   string
+	Total   string
+	Tone    string
+	Pattern string
+}
+
+// Bar is one day of a Chart: the box of its whole stack, a label (the
+// bar's tooltip) and one segment per series with a value, bottom first.
 type Bar struct {
 	X, Y, W, H string
 	Label      string
+	Segments   []Segment
+}
+
+// Segment is one series' part of a Bar. Class styles a solid fill; Fill,
+// when set, is the url() of a pattern fill.
+type Segment struct {
+	Y, H  string
+	Class string
+	Fill  string
 }
 
 // Tick is an axis label at (X, Y).
@@ -78,11 +109,26 @@ type Tick struct {
 	Label string
 }
 
-// ChartRow is one data point of a Chart as text.
+// ChartRow is one data point of a Chart as text: the day, then one value
+// per remaining column.
 type ChartRow struct {
-	Label string
-	Value string
+	Label  string
+	Values []string
 }
+
+// Patterned are the series drawn with a pattern, which the chart defines.
+func (c Chart) Patterned() []ChartSeries {
+	var out []ChartSeries
+	for _, s := range c.Series {
+		if s.Pattern != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// PatternID is the element id of series s's pattern.
+func (c Chart) PatternID(s ChartSeries) string { return c.ID + "-" + s.Key }
 
 // SectionPage is the model of a console section that is not built yet: a
 // finished empty state saying what the page will be for.
