@@ -31,6 +31,7 @@ import (
 //	GET  /console/t/{tenant}/approvals/{id}               one request: arguments, policy, votes
 //	GET  /console/t/{tenant}/approvals/settings           approver group, TTL, default N, webhook
 //	POST /console/t/{tenant}/approvals/settings           save them
+//	POST /console/t/{tenant}/approvals/settings/test      send one approval.test event to the saved webhook
 
 // approvalsPageSize is how many requests one page of the list shows.
 const approvalsPageSize = 50
@@ -43,6 +44,9 @@ func (s *Server) approvalsRoutes(t string) {
 	s.browser("GET "+t+"/approvals", s.tenantAccess(viewer, s.approvalsPage))
 	s.browser("GET "+t+"/approvals/settings", s.tenantAccess(viewer, s.approvalSettingsPage))
 	s.browser("POST "+t+"/approvals/settings", s.tenantAccess(admin, s.saveApprovalSettings))
+	if s.cfg.ApprovalWebhook != nil {
+		s.browser("POST "+t+"/approvals/settings/test", s.tenantAccess(admin, s.testApprovalWebhook))
+	}
 	s.browser("GET "+t+"/approvals/{id}", s.tenantAccess(viewer, s.approvalPage))
 }
 
@@ -408,12 +412,17 @@ func (s *Server) approvalSettingsModel(r *http.Request, c consoleCtx) (views.App
 		}
 		n = ps.ApprovalsDefault
 	}
-	return views.ApprovalSettingsPage{
+	p := views.ApprovalSettingsPage{
 		Frame:  f,
 		Action: approvalsHref(c.Tenant.Slug) + "/settings",
 		Form: views.ApprovalSettingsForm{ApproverGroup: set.ApproverGroup, TTLMinutes: strconv.Itoa(int(set.TTL / time.Minute)),
 			ApprovalsDefault: strconv.Itoa(n), WebhookURL: set.WebhookURL, HasWebhookSecret: set.HasWebhookSecret},
-	}, nil
+		WebhookTest: views.CheckPanel{TestID: "webhook-test"},
+	}
+	if s.cfg.ApprovalWebhook != nil && f.CanChange {
+		p.TestAction = p.Action + "/test"
+	}
+	return p, nil
 }
 
 func (s *Server) approvalSettingsPage(w http.ResponseWriter, r *http.Request, c consoleCtx) error {

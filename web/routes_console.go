@@ -19,8 +19,9 @@ import (
 // removed from plannedSections.
 func (s *Server) consoleRoutes() {
 	s.console = consoleState{
-		cop:     http.NewCrossOriginProtection(),
-		signIns: newLimiter(signInLimit, signInWindow, time.Now),
+		cop:          http.NewCrossOriginProtection(),
+		signIns:      newLimiter(signInLimit, signInWindow, time.Now),
+		webhookTests: newLimiter(webhookTestLimit, webhookTestWindow, time.Now),
 	}
 	s.console.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errCrossOrigin)

@@ -67,6 +67,11 @@ type Config struct {
 	Policy    *policy.Engine
 	Approvals *approvals.Service
 	AuditLog  *audit.Store
+	// ApprovalWebhook sends the approval settings page's "Send a test
+	// event" (one signed approval.test delivery, through the same egress
+	// client and signing code as the webhook job); nil, or Approvals nil,
+	// hides the button and leaves its route unmounted.
+	ApprovalWebhook *approvals.Notifier
 }
 
 // Server is Locksmith's HTTP handler.

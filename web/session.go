@@ -42,6 +42,8 @@ const (
 type consoleState struct {
 	cop     *http.CrossOriginProtection
 	signIns *limiter
+	// webhookTests counts "Send a test event" uses per tenant.
+	webhookTests *limiter
 }
 
 // sessionKey keys the request's *pageState in its context.
@@ -291,8 +293,9 @@ func (s *Server) clientIP(r *http.Request) string {
 	return ip.String()
 }
 
-// limiter counts failures per key in fixed windows. It is in memory and
-// safe for concurrent use.
+// limiter counts failures (sign-ins) or uses (webhook test events) per key
+// in fixed windows. It is in memory, per instance, and safe for concurrent
+// use.
 type limiter struct {
 	limit  int
 	window time.Duration
@@ -336,7 +339,11 @@ func (l *limiter) blocked(keys ...string) (time.Duration, bool) {
 func (l *limiter) fail(keys ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	l.countLocked(l.now(), keys...)
+}
+
+// countLocked counts one hit against every key; l.mu is held.
+func (l *limiter) countLocked(now time.Time, keys ...string) {
 	if len(l.hits) >= limiterMaxKeys {
 		for k, h := range l.hits {
 			if now.Sub(h.start) >= l.window {
@@ -352,6 +359,20 @@ func (l *limiter) fail(keys ...string) {
 		}
 		h.n++
 	}
+}
+
+// allow counts one use against key if the key has uses left in its
+// window, and reports whether it had; if not, it also says how long until
+// the window ends. Refused uses are not counted.
+func (l *limiter) allow(key string) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if h := l.hits[key]; h != nil && now.Sub(h.start) < l.window && h.n >= l.limit {
+		return h.start.Add(l.window).Sub(now), false
+	}
+	l.countLocked(now, key)
+	return 0, true
 }
 
 // reset forgets a key's failures (after a successful sign-in).

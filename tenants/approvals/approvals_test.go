@@ -75,9 +75,16 @@ func newSealer(t *testing.T) *seal.Sealer {
 
 func setupWith(t *testing.T, allowPrivate bool) *testBundle {
 	t.Helper()
+	return setupEgress(t, egress.Options{AllowPrivate: allowPrivate})
+}
+
+// setupEgress is setup with an egress client built from opts, shared by the
+// Service (which checks webhook URLs) and the Notifier (which posts).
+func setupEgress(t *testing.T, opts egress.Options) *testBundle {
+	t.Helper()
 	db := sqltest.DB(t)
 	sealer := newSealer(t)
-	eg, err := egress.New(egress.Options{AllowPrivate: allowPrivate})
+	eg, err := egress.New(opts)
 	require.NoError(t, err)
 	rc, err := river.NewClient(riverpgxv5.New(db.Pool()), &river.Config{Logger: discard})
 	require.NoError(t, err)

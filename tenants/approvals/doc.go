@@ -31,6 +31,9 @@
 //	Locksmith-Signature: t=1767225600,v1=<hex HMAC-SHA256(secret, "1767225600." + body)>
 //
 // (see [Sign] and [VerifySignature]); River retries failed deliveries.
+// [Notifier.SendTest] sends one signed approval.test event ([TestPayload],
+// no request data) on demand, through the same code and egress client, and
+// reports the answer for the console's "Send a test event" button.
 //
 // What belongs here: approval requests, votes, their settings and the
 // webhook. What does not: deciding that a call needs approval (package

@@ -204,14 +204,10 @@ func (n *Notifier) Deliver(ctx context.Context, tenantID, requestID uuid.UUID) e
 	if err != nil {
 		return fmt.Errorf("approvals: webhook body: %w", err)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, set.WebhookURL, bytes.NewReader(body))
-	if err != nil {
+	resp, err := n.post(ctx, set.WebhookURL, EventRequested, secret, n.now(), body)
+	if errors.Is(err, errBuildRequest) {
 		return fmt.Errorf("%w: %v", ErrPermanent, err)
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set(EventHeader, EventRequested)
-	hreq.Header.Set(SignatureHeader, Sign(secret, n.now(), body))
-	resp, err := n.egress.Do(hreq)
 	if err != nil {
 		var ee *egress.Error
 		if errors.As(err, &ee) && (errors.Is(err, egress.ErrForbiddenTarget) || errors.Is(err, egress.ErrInvalidURL)) {
@@ -229,4 +225,22 @@ func (n *Notifier) Deliver(ctx context.Context, tenantID, requestID uuid.UUID) e
 	default:
 		return fmt.Errorf("approvals: the webhook answered %s", resp.Status)
 	}
+}
+
+// errBuildRequest marks a webhook URL that net/http cannot make a request of.
+var errBuildRequest = errors.New("approvals: webhook request")
+
+// post is the one way a webhook leaves Locksmith, for real deliveries and
+// test events alike: a POST of body to rawURL with the event and signature
+// headers (signed with secret at t), sent through the SSRF-guarded egress
+// client. The caller closes the response body.
+func (n *Notifier) post(ctx context.Context, rawURL, event string, secret []byte, t time.Time, body []byte) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBuildRequest, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set(EventHeader, event)
+	hreq.Header.Set(SignatureHeader, Sign(secret, t, body))
+	return n.egress.Do(hreq)
 }
