@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -70,7 +71,22 @@ type Token struct {
 	ExpiresAt time.Time
 	// GrantID is the grant the token came from; uuid.Nil for exchanged tokens.
 	GrantID uuid.UUID
+	// RevokeAfterUse reports that the token was minted for this call alone:
+	// the upstream revokes after use (tenants.Upstream.RevokeAfterUse) and
+	// the token is narrowed or exchanged, never the grant's own. It is in no
+	// cache and no other caller has it; the caller must hand it to
+	// Broker.AfterUse once the call is over, whatever its outcome.
+	RevokeAfterUse bool
 }
+
+// minted reports whether tok was made for calls (a narrowed refresh or a
+// token exchange) rather than being the grant's own access token.
+func (t Token) minted() bool { return t.Narrowed || t.GrantID == uuid.Nil }
+
+// singleUse reports whether tok, from up, serves one call and is then
+// revoked: only minted tokens, so the grant's own access and refresh tokens
+// are never revoked by RevokeAfterUse (that would disconnect the user).
+func singleUse(up tenants.Upstream, tok Token) bool { return up.RevokeAfterUse && tok.minted() }
 
 // BrokerConfig holds the Broker's dependencies and tuning. Zero durations
 // get the documented defaults.
@@ -137,8 +153,8 @@ type Broker struct {
 	cache *tokenCache
 	sf    singleflight.Group
 
-	upMu    sync.Mutex
-	upCache map[[2]uuid.UUID]cachedUpstream
+	upMu    sync.RWMutex
+	upCache map[[2]uuid.UUID]*cachedUpstream
 	// blocked holds, per upstream, until when its token endpoint asked us to
 	// stay away (Retry-After).
 	blocked map[uuid.UUID]time.Time
@@ -147,6 +163,16 @@ type Broker struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	started bool
+
+	// Revocations after use (AfterUse) run in goroutines tracked by afterWG,
+	// at most cap(afterSem) at a time; once afterClosed is set (Close) they
+	// run inline instead.
+	afterMu     sync.Mutex
+	afterClosed bool
+	afterWG     sync.WaitGroup
+	afterSem    chan struct{}
+	afterOK     atomic.Int64
+	afterFailed atomic.Int64
 }
 
 type cachedUpstream struct {
@@ -178,7 +204,8 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		margin: orDefault(cfg.ExpiryMargin, 30*time.Second), upTTL: orDefault(cfg.UpstreamTTL, 30*time.Second),
 		flush: orDefault(cfg.FlushInterval, time.Minute), now: cfg.Now,
 		noSingleFlight: cfg.noSingleFlight, afterUpstream: cfg.afterUpstream,
-		upCache: map[[2]uuid.UUID]cachedUpstream{}, blocked: map[uuid.UUID]time.Time{},
+		upCache: map[[2]uuid.UUID]*cachedUpstream{}, blocked: map[uuid.UUID]time.Time{},
+		afterSem: make(chan struct{}, maxAfterUse),
 	}
 	b.wait = orDefault(cfg.WaitTimeout, b.timeout+2*time.Second)
 	if b.lease <= b.timeout {
@@ -209,7 +236,11 @@ func (b *Broker) Vault() *Vault { return b.vault }
 
 // Token returns a Token B for the user's calls to the upstream with scopes
 // (nil means the grant's scopes). A warm cache answers without touching the
-// database. Errors:
+// database (a cached narrowed or exchanged token re-checks the upstream's
+// RevokeAfterUse in the registration cache, read from the database at most
+// once per UpstreamTTL). When the upstream revokes after use, a narrowed or
+// exchanged token is minted for this call alone (Token.RevokeAfterUse): the
+// caller must pass it to AfterUse when the call is over. Errors:
 //   - *ConsentRequiredError: no grant, needs_reauth, missing scopes, or
 //     revoked (errors.Is(err, ErrRevoked)); it carries the consent URL;
 //   - *RetryableError: upstream or IdP unreachable, 5xx/429 (RetryAfter),
@@ -219,10 +250,57 @@ func (b *Broker) Vault() *Vault { return b.vault }
 func (b *Broker) Token(ctx context.Context, tenantID, upstreamID uuid.UUID, user User, scopes []string) (Token, error) {
 	req := normScopes(scopes)
 	key := cacheKey{tenant: tenantID, upstream: upstreamID, issuer: user.Issuer, subject: user.Subject, scopes: hashScopes(req)}
-	if tok, ok := b.cache.get(key, req, b.now().UnixNano(), user.RawTokenA); ok {
-		return tok, nil
+	now := b.now()
+	if tok, ok := b.cache.get(key, req, now.UnixNano(), user.RawTokenA); ok {
+		if !tok.minted() || !b.revokesAfterUse(ctx, tenantID, upstreamID, now) {
+			return tok, nil
+		}
+		// Cached before the upstream turned RevokeAfterUse on: drop it and
+		// mint one for this call. It is not revoked (calls that got it from
+		// the cache may still be using it); it expires on its own.
+		b.cache.drop(key)
 	}
 	return b.tokenSlow(ctx, key, user, req)
+}
+
+// revokesAfterUse reports whether the upstream's registration has
+// RevokeAfterUse: from the registration cache while it is fresh (no copy,
+// no I/O), else re-read. When it can't be read, the last known answer
+// holds for another UpstreamTTL, so that a database outage neither stops
+// warm calls nor makes each of them wait for the database.
+func (b *Broker) revokesAfterUse(ctx context.Context, tenantID, upstreamID uuid.UUID, now time.Time) bool {
+	k := [2]uuid.UUID{tenantID, upstreamID}
+	b.upMu.RLock()
+	c := b.upCache[k]
+	b.upMu.RUnlock()
+	if c != nil && now.Sub(c.fetched) < b.upTTL {
+		return c.up.RevokeAfterUse
+	}
+	up, err := b.upstream(ctx, tenantID, upstreamID)
+	if err == nil {
+		return up.RevokeAfterUse
+	}
+	if c == nil {
+		return false
+	}
+	b.upMu.Lock()
+	if b.upCache[k] == c {
+		b.upCache[k] = &cachedUpstream{up: c.up, fetched: now}
+	}
+	b.upMu.Unlock()
+	return c.up.RevokeAfterUse
+}
+
+// keep caches tok for later calls of the same user, upstream and scope set
+// (bound to Token A when tokenA is not 0), or, when tok is single-use,
+// marks it RevokeAfterUse and keeps it out of the cache.
+func (b *Broker) keep(up tenants.Upstream, key cacheKey, req []string, tok Token, tokenA uint64, now time.Time, gen uint64) Token {
+	if singleUse(up, tok) {
+		tok.RevokeAfterUse = true
+		return tok
+	}
+	b.cache.put(key, req, key.tenant, tok, tokenA, b.margin, now, gen)
+	return tok
 }
 
 func (b *Broker) tokenSlow(ctx context.Context, key cacheKey, user User, req []string) (Token, error) {
@@ -242,7 +320,10 @@ func (b *Broker) tokenSlow(ctx context.Context, key cacheKey, user User, req []s
 	default:
 		return Token{}, fmt.Errorf("consent: upstream %s: %w", up.Slug, ErrNotBrokered)
 	}
-	if b.noSingleFlight {
+	if b.noSingleFlight || up.RevokeAfterUse {
+		// With RevokeAfterUse a minted token serves one call, so callers
+		// can't share a flight's token. Refreshes of one grant still take
+		// turns under its lease.
 		return fn(ctx)
 	}
 	// Callers for the same user, upstream and scope set share one flight.
@@ -271,9 +352,9 @@ func (b *Broker) tokenSlow(ctx context.Context, key cacheKey, user User, req []s
 func (b *Broker) upstream(ctx context.Context, tenantID, id uuid.UUID) (tenants.Upstream, error) {
 	k := [2]uuid.UUID{tenantID, id}
 	now := b.now()
-	b.upMu.Lock()
+	b.upMu.RLock()
 	c, ok := b.upCache[k]
-	b.upMu.Unlock()
+	b.upMu.RUnlock()
 	if ok && now.Sub(c.fetched) < b.upTTL {
 		return c.up, nil
 	}
@@ -285,7 +366,7 @@ func (b *Broker) upstream(ctx context.Context, tenantID, id uuid.UUID) (tenants.
 		return tenants.Upstream{}, fmt.Errorf("consent: upstream %s: %w", id, ErrNotFound)
 	}
 	b.upMu.Lock()
-	b.upCache[k] = cachedUpstream{up: up, fetched: now}
+	b.upCache[k] = &cachedUpstream{up: up, fetched: now}
 	b.upMu.Unlock()
 	return up, nil
 }

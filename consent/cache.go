@@ -171,6 +171,23 @@ func (c *tokenCache) put(key cacheKey, req []string, tenantID uuid.UUID, tok Tok
 	}
 }
 
+// drop removes the entry under key, if any.
+func (c *tokenCache) drop(key cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[key]
+	if e == nil {
+		return
+	}
+	delete(c.m, key)
+	if keys := c.byGrant[e.grantID]; keys != nil {
+		delete(keys, key)
+		if len(keys) == 0 {
+			delete(c.byGrant, e.grantID)
+		}
+	}
+}
+
 // invalidateGrant drops every entry of the grant.
 func (c *tokenCache) invalidateGrant(grantID uuid.UUID) {
 	c.mu.Lock()

@@ -4,8 +4,10 @@
 // refresh narrowed to the call's scopes, or by token exchange at the tenant's
 // IdP). The consent web pages and end-user sign-in live in web: at the end
 // of a flow they call Broker.ExchangeCode and Vault.SaveGrant, and "my
-// connections" uses Vault.UserGrants and Broker.Revoke. The River workers
-// in jobs call Broker.RefreshGrant, Broker.RevokeAtUpstream and Vault.Purge.
+// connections" uses Vault.UserGrants and Broker.Revoke. The MCP endpoint
+// (web/mcp) calls Broker.Token for each tool call and Broker.AfterUse when
+// it is over. The River workers in jobs call Broker.RefreshGrant,
+// Broker.RevokeAtUpstream and Vault.Purge.
 //
 // # Grants
 //
@@ -82,13 +84,48 @@
 // The rotated refresh token is written as above; the grant's own access
 // token is kept. Otherwise the grant's own token is used (Narrowed false).
 //
+// # Revoke after use
+//
+// An upstream registered with RevokeAfterUse gets single-use tokens: every
+// token the broker mints for a call — a narrowed refresh, or a token
+// exchange — serves exactly one call and is then revoked. The grant's own
+// access and refresh tokens are never revoked this way (revoking the
+// refresh token would disconnect the user); a call that gets the grant's
+// own token (no narrowing asked or possible) is served as usual.
+//
+//	Token ──mint──► Token{RevokeAfterUse: true}    not cached; callers don't share
+//	                   │                           a flight (each mints its own;
+//	                   │ the upstream call          refreshes take turns on the lease)
+//	                   ▼
+//	AfterUse ──goroutine──► POST revocation_url    token=…, token_type_hint=access_token,
+//	(returns at once)        (RFC 7009, egress)     as the client the token was issued to
+//	                   │
+//	                   ├─ 2xx          → counted Revoked
+//	                   └─ anything else → logged (never the token), counted Failed;
+//	                                      the call's answer is unaffected
+//
+// The revocation runs after the answer path, bounded by RefreshTimeout, at
+// most 256 at a time per broker (beyond that it is skipped, logged and
+// counted as failed); Close waits for those in flight. It is not a job: the
+// token would have to be persisted (sealed) for every call. So a process
+// that dies between the call and the revocation leaves that one token valid
+// until it expires at the upstream. The upstream's revocation endpoint is
+// required to turn RevokeAfterUse on (tenants refuses the registration
+// otherwise); for token exchange it is the IdP's, where Locksmith
+// authenticates with its exchange client. The flag is read from the
+// registration cache: turning it on takes effect within UpstreamTTL, and a
+// minted token cached before is then dropped (not revoked: other calls may
+// be using it) and expires on its own.
+//
 // # Cache
 //
 // Entries are keyed by tenant, upstream, user and scope set and hold the
 // token sealed with AES-256-GCM under a key generated at process start, so
 // a memory dump of the cache holds nothing usable; each use opens it. An
 // entry is used until ExpiryMargin before the token expires. A warm hit does
-// no database round trip. Fills that race an invalidation are discarded.
+// no database round trip (a minted token re-checks RevokeAfterUse in the
+// registration cache). Fills that race an invalidation are discarded.
+// Single-use tokens (RevokeAfterUse) are never cached.
 //
 // # Errors
 //

@@ -25,7 +25,8 @@ const (
 // upstream, scope = the requested scopes), or Entra ID On-Behalf-Of
 // (jwt-bearer grant, assertion = Token A, requested_token_use =
 // on_behalf_of). The result is cached, bound to that Token A, until shortly
-// before it expires. A refusal is an *OAuthError naming the IdP's error.
+// before it expires, unless the upstream revokes after use (then it serves
+// this call alone). A refusal is an *OAuthError naming the IdP's error.
 func (b *Broker) exchangeToken(ctx context.Context, up tenants.Upstream, key cacheKey, user User, req []string) (Token, error) {
 	if user.RawTokenA == "" {
 		return Token{}, tenants.Invalid("token", "token exchange needs the user's access token")
@@ -81,8 +82,7 @@ func (b *Broker) exchangeToken(ctx context.Context, up tenants.Upstream, key cac
 	toks := body.tokens(now, req)
 	tok := Token{Value: toks.AccessToken, Scopes: toks.Scopes, ExpiresAt: toks.ExpiresAt,
 		Narrowed: len(req) > 0 && len(missingScopes(toks.Scopes, req)) == 0}
-	b.cache.put(key, req, key.tenant, tok, b.cache.hashTokenA(user.RawTokenA), b.margin, now, gen)
-	return tok, nil
+	return b.keep(up, key, req, tok, b.cache.hashTokenA(user.RawTokenA), now, gen), nil
 }
 
 // ExchangeCode redeems an authorization code at the upstream's token

@@ -120,9 +120,20 @@ func startAcme(t testing.TB, users int) *acmeServer {
 
 func startAcmeConfig(t testing.TB, cfg tasks.Config) *acmeServer {
 	t.Helper()
+	return startAcmeWrapped(t, cfg, nil)
+}
+
+// startAcmeWrapped is startAcmeConfig with wrap (when not nil) around Acme's
+// handler, e.g. to slow an endpoint down.
+func startAcmeWrapped(t testing.TB, cfg tasks.Config, wrap func(http.Handler) http.Handler) *acmeServer {
+	t.Helper()
 	s, err := tasks.New(cfg)
 	require.NoError(t, err)
-	srv := httptest.NewServer(recording(s.Handler()))
+	h := recording(s.Handler())
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -244,6 +255,7 @@ type upstreamOpts struct {
 	exchangeVariant  string
 	exchangeAudience string
 	resource         string
+	revokeAfterUse   bool
 }
 
 // addUpstream registers an upstream the way the console would (sealed
@@ -273,10 +285,10 @@ func (e *env) addUpstream(t testing.TB, acme *acmeServer, opts upstreamOpts) ten
 	slug := "up-" + strings.ReplaceAll(id.String(), "-", "")[:10]
 	require.NoError(t, e.db.InTenant(ctx, e.tenantID, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO upstreams (tenant_id, id, slug, name, base_url, auth_mode, token_url, revocation_url,
-			client_id, client_secret_sealed, scopes_offered, refresh_narrows, exchange_variant, exchange_audience, resource)
-			VALUES ($1, $2, $3, 'Acme Tasks', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			client_id, client_secret_sealed, scopes_offered, refresh_narrows, exchange_variant, exchange_audience, resource, revoke_after_use)
+			VALUES ($1, $2, $3, 'Acme Tasks', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			e.tenantID, id, slug, base, opts.authMode, opts.tokenURL, opts.revocationURL, tasks.DefaultClientID, secret,
-			tasks.SupportedScopes(), opts.refreshNarrows, opts.exchangeVariant, opts.exchangeAudience, opts.resource)
+			tasks.SupportedScopes(), opts.refreshNarrows, opts.exchangeVariant, opts.exchangeAudience, opts.resource, opts.revokeAfterUse)
 		return err
 	}))
 	up, err := e.upstreams.Upstream(ctx, e.tenantID, id)
@@ -302,6 +314,7 @@ type brokerOpts struct {
 	vault          *consent.Vault
 	flush          time.Duration
 	start          bool
+	logger         *slog.Logger
 }
 
 func (e *env) newBroker(t testing.TB, o brokerOpts) *consent.Broker {
@@ -310,9 +323,13 @@ func (e *env) newBroker(t testing.TB, o brokerOpts) *consent.Broker {
 	if v == nil {
 		v = e.vault
 	}
+	logger := o.logger
+	if logger == nil {
+		logger = e.logger
+	}
 	cfg := consent.BrokerConfig{
 		Vault: v, Upstreams: e.upstreams, Egress: e.egress, Exchange: o.exchange, ConsentURL: e.consentURL(),
-		Logger: e.logger, Instance: o.instance, Lease: o.lease, RefreshTimeout: o.timeout, WaitTimeout: o.wait,
+		Logger: logger, Instance: o.instance, Lease: o.lease, RefreshTimeout: o.timeout, WaitTimeout: o.wait,
 		ExpiryMargin: 5 * time.Second, FlushInterval: o.flush,
 	}
 	consent.SetTestOptions(&cfg, o.noSingleFlight, o.afterUpstream)

@@ -35,18 +35,22 @@ func (b *Broker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the listener and flushes last_used_at once more. It is safe to
-// call more than once, and without Start.
+// Close stops the listener, flushes last_used_at once more and waits for
+// the revocations after use in flight (AfterUse; each bounded by
+// RefreshTimeout). It is safe to call more than once, and without Start.
 func (b *Broker) Close() {
 	b.runMu.Lock()
 	cancel, done := b.cancel, b.done
 	b.cancel = nil
 	b.runMu.Unlock()
-	if cancel == nil {
-		return
+	if cancel != nil {
+		cancel()
+		<-done
 	}
-	cancel()
-	<-done
+	b.afterMu.Lock()
+	b.afterClosed = true
+	b.afterMu.Unlock()
+	b.afterWG.Wait()
 }
 
 func (b *Broker) listen(ctx context.Context) (*pgx.Conn, error) {

@@ -78,15 +78,13 @@ func (b *Broker) obtain(ctx context.Context, up tenants.Upstream, key cacheKey, 
 			if err != nil {
 				return Token{}, err
 			}
-			b.cache.put(key, req, key.tenant, tok, 0, b.margin, now, gen)
-			return tok, nil
+			return b.keep(up, key, req, tok, 0, now, gen), nil
 		case outRefresh:
 			tok, err := b.refresh(ctx, up, lg, req, narrow)
 			if err != nil {
 				return Token{}, err
 			}
-			b.cache.put(key, req, key.tenant, tok, 0, b.margin, now, gen)
-			return tok, nil
+			return b.keep(up, key, req, tok, 0, now, gen), nil
 		case outRevoked:
 			return Token{}, b.consentRequired(ctx, up, lg.ID, ReasonRevoked, "", unionScopes(lg.Scopes, req), nil)
 		case outReauth:

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/locksmithhq/locksmith/tenants"
 )
 
 // revocation is a grant_revocations row.
@@ -81,19 +83,16 @@ func (b *Broker) RevokeAtUpstream(ctx context.Context, tenantID, revocationID uu
 		b.logger.WarnContext(ctx, "upstream has no revocation endpoint; token dropped locally only", "tenant_id", tenantID, "grant_id", r.grantID)
 		return b.vault.finishRevocation(ctx, tenantID, r.id)
 	}
-	secret, err := b.upstreams.UpstreamClientSecret(ctx, tenantID, up.ID)
+	auth, err := b.revocationAuth(ctx, up)
 	if err != nil {
-		return fmt.Errorf("consent: revocation %s: client secret: %w", r.id, err)
+		return fmt.Errorf("consent: revocation %s: %w", r.id, err)
 	}
 	tok, err := b.vault.sealer.Open(ctx, tenantID, r.id, fieldRevocationToken, r.sealed)
 	if err != nil {
 		return fmt.Errorf("consent: revocation %s: open token: %w", r.id, err)
 	}
-	form := url.Values{"token": {string(tok)}, "token_type_hint": {r.hint}}
+	err = b.revokeToken(ctx, up.RevocationURL, auth, string(tok), r.hint)
 	clear(tok)
-	rctx, cancel := context.WithTimeout(ctx, b.timeout)
-	_, _, err = b.postForm(rctx, "revocation", up.RevocationURL, clientAuth{id: up.ClientID, secret: secret}, form)
-	cancel()
 	var oe *OAuthError
 	switch {
 	case err == nil:
@@ -108,6 +107,132 @@ func (b *Broker) RevokeAtUpstream(ctx context.Context, tenantID, revocationID uu
 		}
 		return err
 	}
+}
+
+// revocationAuth is how Locksmith authenticates at up's revocation
+// endpoint: as the client the token was issued to. That is the upstream's
+// client for consent grants, and Locksmith's client at the tenant IdP for
+// exchanged tokens (the endpoint is then the IdP's).
+func (b *Broker) revocationAuth(ctx context.Context, up tenants.Upstream) (clientAuth, error) {
+	if up.AuthMode == tenants.AuthTokenExchange {
+		if b.exchange == nil {
+			return clientAuth{}, errors.New("no identity provider exchange client is configured")
+		}
+		ec, err := b.exchange.ExchangeClient(ctx, up.TenantID)
+		if err != nil {
+			return clientAuth{}, fmt.Errorf("identity provider: %w", err)
+		}
+		return clientAuth{id: ec.ClientID, secret: ec.ClientSecret, post: up.ExchangeVariant == tenants.ExchangeEntraOBO}, nil
+	}
+	secret, err := b.upstreams.UpstreamClientSecret(ctx, up.TenantID, up.ID)
+	if err != nil {
+		return clientAuth{}, fmt.Errorf("client secret: %w", err)
+	}
+	return clientAuth{id: up.ClientID, secret: secret}, nil
+}
+
+// revokeToken is the one RFC 7009 revocation request: token with
+// token_type_hint hint, POSTed to endpoint through the egress client as
+// auth, bounded by RefreshTimeout. Errors are postForm's; none holds the
+// token.
+func (b *Broker) revokeToken(ctx context.Context, endpoint string, auth clientAuth, token, hint string) error {
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	rctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	_, _, err := b.postForm(rctx, "revocation", endpoint, auth, form)
+	return err
+}
+
+// maxAfterUse bounds the revocations after use in flight per broker. Beyond
+// it a token is not revoked (logged and counted as failed): it expires on
+// its own, and a dead revocation endpoint can't pile up goroutines.
+const maxAfterUse = 256
+
+// AfterUseStats counts what AfterUse did since the broker was made.
+type AfterUseStats struct {
+	// Revoked counts single-use tokens the upstream's revocation endpoint
+	// accepted (RFC 7009 answers 200 for tokens it doesn't know, too).
+	Revoked int64
+	// Failed counts single-use tokens that could not be revoked: endpoint
+	// down, 5xx, timeout, refused, no revocation endpoint, or too many
+	// revocations in flight. Each is logged (without the token).
+	Failed int64
+}
+
+// AfterUseStats returns the counters of AfterUse; safe for concurrent use.
+func (b *Broker) AfterUseStats() AfterUseStats {
+	return AfterUseStats{Revoked: b.afterOK.Load(), Failed: b.afterFailed.Load()}
+}
+
+// AfterUse ends the call tok was handed out for by Token(ctx, tenantID,
+// upstreamID, …). A token with RevokeAfterUse is revoked at the upstream's
+// revocation endpoint (RFC 7009, token_type_hint=access_token, through the
+// egress client, as the client it was issued to) in a background goroutine
+// bounded by RefreshTimeout; any other token is left alone. AfterUse
+// returns at once and never fails: it adds no latency to the call, and a
+// revocation that fails is logged (never the token) and counted
+// (AfterUseStats). Close waits for revocations in flight; after Close,
+// AfterUse revokes before it returns. ctx's values are kept, its
+// cancellation is not.
+//
+// The token lives only in memory until it is revoked: a process that dies
+// first leaves it valid until it expires at the upstream.
+func (b *Broker) AfterUse(ctx context.Context, tenantID, upstreamID uuid.UUID, tok Token) {
+	if !tok.RevokeAfterUse || tok.Value == "" {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	b.afterMu.Lock()
+	if b.afterClosed {
+		b.afterMu.Unlock()
+		b.revokeAfterUse(ctx, tenantID, upstreamID, tok.Value)
+		return
+	}
+	select {
+	case b.afterSem <- struct{}{}:
+	default:
+		b.afterMu.Unlock()
+		b.afterUseFailed(ctx, tenantID, upstreamID, errors.New("too many revocations in flight"))
+		return
+	}
+	b.afterWG.Add(1)
+	b.afterMu.Unlock()
+	go func() {
+		defer func() {
+			<-b.afterSem
+			b.afterWG.Done()
+		}()
+		b.revokeAfterUse(ctx, tenantID, upstreamID, tok.Value)
+	}()
+}
+
+// revokeAfterUse revokes a single-use access token and records the outcome.
+func (b *Broker) revokeAfterUse(ctx context.Context, tenantID, upstreamID uuid.UUID, token string) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	up, err := b.upstream(ctx, tenantID, upstreamID)
+	if err == nil && up.RevocationURL == "" {
+		err = errors.New("the upstream has no revocation endpoint")
+	}
+	var auth clientAuth
+	if err == nil {
+		auth, err = b.revocationAuth(ctx, up)
+	}
+	if err == nil {
+		err = b.revokeToken(ctx, up.RevocationURL, auth, token, "access_token")
+	}
+	if err != nil {
+		b.afterUseFailed(ctx, tenantID, upstreamID, err)
+		return
+	}
+	b.afterOK.Add(1)
+	b.logger.DebugContext(ctx, "single-use token revoked", "tenant_id", tenantID, "upstream_id", upstreamID)
+}
+
+func (b *Broker) afterUseFailed(ctx context.Context, tenantID, upstreamID uuid.UUID, err error) {
+	b.afterFailed.Add(1)
+	b.logger.WarnContext(ctx, "revoke single-use token failed; it stays valid until it expires",
+		"tenant_id", tenantID, "upstream_id", upstreamID, "err", err)
 }
 
 // RetryAfter returns how long to wait before retrying after err, when the

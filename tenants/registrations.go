@@ -84,6 +84,11 @@ type Upstream struct {
 	PKCE            bool
 	// RefreshNarrows says a refresh may ask for a narrower scope.
 	RefreshNarrows bool
+	// RevokeAfterUse makes the tokens the broker mints for a call (a
+	// narrowed refresh, a token exchange) single-use: not cached, and
+	// revoked at RevocationURL (RFC 7009) right after that call. The
+	// grant's own tokens are never revoked by it. Requires RevocationURL
+	// and an auth mode other than none (see consent's package doc).
 	RevokeAfterUse bool
 	// Resource is the RFC 8707 resource indicator sent to the upstream's AS, if any.
 	Resource         string

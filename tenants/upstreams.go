@@ -125,12 +125,13 @@ func (s *Service) UpstreamBySlug(ctx context.Context, tenantID uuid.UUID, slug s
 // checked with the egress guard (so loopback, private, link-local and
 // metadata addresses are refused unless private targets are allowed, and
 // plain http with them); an oauth2 upstream needs an authorization and a
-// token endpoint, given or discovered from Issuer, and a client ID. Errors
-// are *Error with Field set (slug, name, kind, base_url, auth_mode, preset,
-// issuer, authorize_url, token_url, revocation_url, client_id,
-// client_secret, scopes_offered, resource, exchange_variant,
-// exchange_audience, scope_param, auth_params); a taken slug is ErrConflict
-// on "slug".
+// token endpoint, given or discovered from Issuer, and a client ID;
+// RevokeAfterUse needs a revocation endpoint and a per-user auth mode.
+// Errors are *Error with Field set (slug, name, kind, base_url, auth_mode,
+// preset, issuer, authorize_url, token_url, revocation_url, client_id,
+// client_secret, scopes_offered, revoke_after_use, resource,
+// exchange_variant, exchange_audience, scope_param, auth_params); a taken
+// slug is ErrConflict on "slug".
 func (s *Service) CreateUpstream(ctx context.Context, tenantID uuid.UUID, in UpstreamInput) (Upstream, error) {
 	u, err := s.prepareUpstream(ctx, in)
 	if err != nil {
@@ -370,6 +371,14 @@ func (s *Service) prepareUpstream(ctx context.Context, in UpstreamInput) (Upstre
 	case AuthTokenExchange:
 		if u.ExchangeVariant == ExchangeRFC8693 && u.ExchangeAudience == "" && u.Resource == "" {
 			return u, Invalid("exchange_audience", "enter the audience (or the resource) the IdP should issue the exchanged token for")
+		}
+	}
+	if u.RevokeAfterUse {
+		switch {
+		case u.AuthMode == AuthNone:
+			return u, Invalid("revoke_after_use", "there are no per-user tokens to revoke when users don't grant access (auth mode none); turn this off")
+		case u.RevocationURL == "":
+			return u, Invalid("revoke_after_use", "revoking tokens after each call needs a revocation endpoint (RFC 7009); enter it, or turn this off")
 		}
 	}
 	if err := checkToken("exchange_audience", "the audience", u.ExchangeAudience, 1000); err != nil {

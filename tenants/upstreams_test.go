@@ -212,6 +212,11 @@ func TestUpstreamValidation(t *testing.T) {
 		}, "auth_params", "set by Locksmith"},
 		{"bad auth param name", func(in *tenants.UpstreamInput) { in.AuthParams = map[string]string{"a b": "c"} }, "auth_params", "not a valid parameter name"},
 		{"name with control character", func(in *tenants.UpstreamInput) { in.Name = "A\x00B" }, "name", "control"},
+		{"revoke after use without revocation endpoint", func(in *tenants.UpstreamInput) { in.RevokeAfterUse = true }, "revoke_after_use", "needs a revocation endpoint"},
+		{"revoke after use without user tokens", func(in *tenants.UpstreamInput) {
+			in.AuthMode, in.AuthorizeURL, in.TokenURL, in.ClientID = tenants.AuthNone, "", "", ""
+			in.RevocationURL, in.RevokeAfterUse = "https://auth.example.com/revoke", true
+		}, "revoke_after_use", "auth mode none"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -355,4 +360,42 @@ func TestUpstreamTwoTenantIsolation(t *testing.T) {
 	require.NoError(t, b.strict.DeleteUpstream(b.ctx, b.b.ID, ub.ID))
 	_, err = b.strict.Upstream(b.ctx, b.b.ID, ub.ID)
 	require.ErrorIs(t, err, tenants.ErrNotFound)
+}
+
+// TestUpstreamRevokeAfterUseNeedsRevocationEndpoint: RevokeAfterUse is
+// stored only with a revocation endpoint, and an update that removes the
+// endpoint while the flag is on is refused, leaving the stored registration
+// as it was.
+func TestUpstreamRevokeAfterUseNeedsRevocationEndpoint(t *testing.T) {
+	t.Parallel()
+	b := setupReg(t)
+	in := manualUpstream("single-use")
+	in.RevocationURL, in.RevokeAfterUse = "https://auth.example.com/revoke", true
+	u, err := b.strict.CreateUpstream(b.ctx, b.a.ID, in)
+	require.NoError(t, err)
+	require.True(t, u.RevokeAfterUse)
+
+	in.RevocationURL = ""
+	_, err = b.strict.UpdateUpstream(b.ctx, b.a.ID, u.ID, in)
+	requireFieldError(t, err, tenants.ErrInvalid, "revoke_after_use", "needs a revocation endpoint")
+	got, err := b.strict.Upstream(b.ctx, b.a.ID, u.ID)
+	require.NoError(t, err)
+	require.True(t, got.RevokeAfterUse)
+	require.Equal(t, "https://auth.example.com/revoke", got.RevocationURL)
+
+	// Token exchange: the endpoint is the IdP's; it is required all the same.
+	ex := manualUpstream("exchange-single-use")
+	ex.AuthMode, ex.AuthorizeURL, ex.TokenURL, ex.ExchangeAudience, ex.RevokeAfterUse = tenants.AuthTokenExchange, "", "", "https://api.example.com", true
+	_, err = b.strict.CreateUpstream(b.ctx, b.a.ID, ex)
+	requireFieldError(t, err, tenants.ErrInvalid, "revoke_after_use", "needs a revocation endpoint")
+	ex.RevocationURL = "https://auth.example.com/revoke"
+	_, err = b.strict.CreateUpstream(b.ctx, b.a.ID, ex)
+	require.NoError(t, err)
+
+	// Turning the flag off needs nothing.
+	in.RevokeAfterUse = false
+	u, err = b.strict.UpdateUpstream(b.ctx, b.a.ID, u.ID, in)
+	require.NoError(t, err)
+	require.False(t, u.RevokeAfterUse)
+	require.Empty(t, u.RevocationURL)
 }

@@ -27,7 +27,7 @@ type apiUpstream struct {
 	ScopesOffered    []string          `json:"scopes_offered"`
 	PKCE             bool              `json:"pkce"`
 	RefreshNarrows   bool              `json:"refresh_narrows" doc:"A refresh may ask for a narrower scope."`
-	RevokeAfterUse   bool              `json:"revoke_after_use" doc:"Revoke short-lived tokens after use."`
+	RevokeAfterUse   bool              `json:"revoke_after_use" doc:"Tokens minted for one call (narrowed refresh or token exchange) are revoked at revocation_url (RFC 7009) right after it; the grant's own tokens never are."`
 	Resource         string            `json:"resource" doc:"RFC 8707 resource indicator, if any."`
 	ExchangeVariant  string            `json:"exchange_variant" doc:"rfc8693 or entra_obo."`
 	ExchangeAudience string            `json:"exchange_audience"`
@@ -62,7 +62,7 @@ type apiUpstreamInput struct {
 	ScopesOffered    []string          `json:"scopes_offered,omitempty"`
 	PKCE             *bool             `json:"pkce,omitempty"`
 	RefreshNarrows   *bool             `json:"refresh_narrows,omitempty"`
-	RevokeAfterUse   *bool             `json:"revoke_after_use,omitempty"`
+	RevokeAfterUse   *bool             `json:"revoke_after_use,omitempty" doc:"Needs revocation_url and an auth mode other than none."`
 	Resource         *string           `json:"resource,omitempty"`
 	ExchangeVariant  *string           `json:"exchange_variant,omitempty"`
 	ExchangeAudience *string           `json:"exchange_audience,omitempty"`

@@ -155,6 +155,8 @@ func TestRegistrationFormErrors(t *testing.T) {
 		{"upstream: reserved auth param", tp + "/upstreams", upstream("auth_params", "client_id=x"), 422, []string{`data-testid="upstream-auth-params-error"`, "set by Locksmith"}},
 		{"upstream: exchange without audience", tp + "/upstreams", upstream("auth_mode", "token_exchange"), 422, []string{`data-testid="upstream-exchange-audience-error"`}},
 		{"upstream: unknown preset", tp + "/upstreams", upstream("preset", "myspace"), 422, []string{"nknown preset"}},
+		{"upstream: revoke after use without revocation endpoint", tp + "/upstreams", upstream("revoke_after_use", "on"), 422,
+			[]string{`data-testid="upstream-revoke-after-use-error"`, "needs a revocation endpoint", `href="#upstream-revoke-after-use"`}},
 
 		{"tool: no upstream", tp + "/tools", tool("upstream_id", ""), 422, []string{`data-testid="tool-upstream-error"`, "hoose the upstream"}},
 		{"tool: garbage upstream", tp + "/tools", tool("upstream_id", "nope"), 422, []string{`data-testid="tool-upstream-error"`}},

@@ -38,6 +38,7 @@ var upstreamFields = []fieldLabel{
 	{"client_id", "upstream-client-id", "Client ID"},
 	{"client_secret", "upstream-client-secret", "Client secret"},
 	{"scopes_offered", "upstream-scopes", "Scopes offered"},
+	{"revoke_after_use", "upstream-revoke-after-use", "Revoke short-lived tokens after each call"},
 	{"exchange_variant", "upstream-exchange-variant", "Exchange variant"},
 	{"exchange_audience", "upstream-exchange-audience", "Audience"},
 	{"resource", "upstream-resource", "Resource indicator"},

@@ -54,12 +54,15 @@ type Main struct {
 	Audit    *audit.Writer
 	AuditLog *audit.Store
 	Approval *approvals.Service
-	River    *river.Client[pgx.Tx]
-	inserter *river.Client[pgx.Tx]
-	cancelBg context.CancelFunc
-	Server   *web.Server
-	http     *http.Server
-	listener net.Listener
+	// ApprovalWebhook sends the console's approval webhook test events;
+	// the River worker builds its own Notifier over the same egress client.
+	ApprovalWebhook *approvals.Notifier
+	River           *river.Client[pgx.Tx]
+	inserter        *river.Client[pgx.Tx]
+	cancelBg        context.CancelFunc
+	Server          *web.Server
+	http            *http.Server
+	listener        net.Listener
 
 	closeOnce sync.Once
 }
@@ -118,9 +121,11 @@ func (m *Main) Open(ctx context.Context) error {
 			Consent: m.Broker,
 			// The Policies, Approvals and Audit pages and their API routes.
 			Policy: m.Policy, Approvals: m.Approval, AuditLog: m.AuditLog,
+			// "Send a test event" on the approval settings page.
+			ApprovalWebhook: m.ApprovalWebhook,
 			// Set behind a trusted proxy so sign-in rate limits are per client.
 			ClientIPHeader: m.Config.ClientIPHeader,
-			Registry:       web.NewRegistry(),
+			Registry:       metricsRegistry(m.Broker),
 		}); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/locksmithhq/locksmith/consent"
 	"github.com/locksmithhq/locksmith/jobs"
@@ -15,6 +16,7 @@ import (
 	"github.com/locksmithhq/locksmith/tenants/audit"
 	"github.com/locksmithhq/locksmith/tenants/policy"
 	"github.com/locksmithhq/locksmith/tenants/tokena"
+	"github.com/locksmithhq/locksmith/web"
 	webmcp "github.com/locksmithhq/locksmith/web/mcp"
 )
 
@@ -65,6 +67,13 @@ func (m *Main) openDomain(ctx context.Context, baseURL string) error {
 	}); err != nil {
 		return err
 	}
+	// The console's webhook test events go out through the same egress
+	// client (SSRF guard) as the webhook job's deliveries.
+	if m.ApprovalWebhook, err = approvals.NewNotifier(approvals.NotifierConfig{
+		DB: m.DB, Sealer: m.Sealer, Egress: m.Egress, Logger: m.Logger, BaseURL: baseURL,
+	}); err != nil {
+		return err
+	}
 	if m.River, err = jobs.NewClient(jobs.Config{
 		DB: m.DB, Sealer: m.Sealer, Logger: m.Logger, Work: m.Work,
 		Egress: m.Egress, BaseURL: baseURL, Broker: m.Broker,
@@ -101,6 +110,23 @@ func (m *Main) openMCP(verifier *tokena.Verifier) (*webmcp.Handler, error) {
 		Audit:      webmcp.DurableAudit{Writer: m.Audit},
 		Sealer:     m.Sealer,
 	})
+}
+
+// metricsRegistry is the /metrics registry: the web server's collectors
+// plus the token broker's counters of revocations after use.
+func metricsRegistry(b *consent.Broker) *prometheus.Registry {
+	reg := web.NewRegistry()
+	for result, read := range map[string]func(consent.AfterUseStats) int64{
+		"revoked": func(s consent.AfterUseStats) int64 { return s.Revoked },
+		"failed":  func(s consent.AfterUseStats) int64 { return s.Failed },
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "locksmith_token_revoke_after_use_total",
+			Help:        "Single-use Token Bs (upstreams with revoke after use) revoked at the upstream after their call, by result.",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(read(b.AfterUseStats())) }))
+	}
+	return reg
 }
 
 // idpExchange finds a tenant's token-exchange client: Locksmith's OIDC client

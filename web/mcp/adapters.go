@@ -49,7 +49,7 @@ type ConsentBroker struct {
 func (b ConsentBroker) Token(ctx context.Context, tenantID, upstreamID uuid.UUID, u User, scopes []string) (UpstreamToken, error) {
 	tok, err := b.Broker.Token(ctx, tenantID, upstreamID, consent.User{Issuer: u.Issuer, Subject: u.Subject, Email: u.Email, RawTokenA: u.RawTokenA}, scopes)
 	if err == nil {
-		return UpstreamToken{Value: tok.Value, Scopes: tok.Scopes, Narrowed: tok.Narrowed, ExpiresAt: tok.ExpiresAt}, nil
+		return UpstreamToken{Value: tok.Value, Scopes: tok.Scopes, Narrowed: tok.Narrowed, ExpiresAt: tok.ExpiresAt, RevokeAfterUse: tok.RevokeAfterUse}, nil
 	}
 	var cre *consent.ConsentRequiredError
 	var re *consent.RetryableError
@@ -62,4 +62,13 @@ func (b ConsentBroker) Token(ctx context.Context, tenantID, upstreamID uuid.UUID
 		return UpstreamToken{}, nil // auth mode none: no credential
 	}
 	return UpstreamToken{}, fmt.Errorf("mcp: token for upstream %s: %w", upstreamID, err)
+}
+
+// AfterUse implements [Broker].
+func (b ConsentBroker) AfterUse(ctx context.Context, tenantID, upstreamID uuid.UUID, tok UpstreamToken) {
+	if !tok.RevokeAfterUse {
+		return
+	}
+	b.Broker.AfterUse(ctx, tenantID, upstreamID, consent.Token{Value: tok.Value, Scopes: tok.Scopes, Narrowed: tok.Narrowed,
+		ExpiresAt: tok.ExpiresAt, RevokeAfterUse: true})
 }

@@ -126,6 +126,11 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 			}, p.scopes)
 		}
 	}
+	if tok.RevokeAfterUse {
+		// Minted for this call alone: revoked once it is over, whatever
+		// happens below (in the background: no latency added).
+		defer h.cfg.Broker.AfterUse(ctx, rs.snap.tenant.ID, p.upstream.ID, tok)
+	}
 	intent.TokenScopes, intent.Narrowed = tok.Scopes, tok.Narrowed
 	auditID, auditErr := h.cfg.Audit.Intent(ctx, intent)
 	if auditErr != nil {

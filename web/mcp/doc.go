@@ -12,6 +12,8 @@
 //	built for this request ─▶ tools/list | tools/call:
 //	    policy (+ approvals) ─▶ broker (Token B) ─▶ audit intent (committed)
 //	    ─▶ upstream ─▶ audit outcome (committed) ─▶ answer
+//	    (a single-use Token B is handed back to Broker.AfterUse, which
+//	    revokes it in the background)
 //
 // A tools/call of a catalog tool from a 2025-06-18 or 2025-11-25 client
 // skips the per-request SDK server (see fastpath.go) and answers exactly as

@@ -220,6 +220,9 @@ func (h *Handler) addUpstreamTools(ctx context.Context, srv *sdk.Server, rs *req
 			return
 		}
 		token = tok.Value
+		if tok.RevokeAfterUse {
+			defer h.cfg.Broker.AfterUse(ctx, tid, up.ID, tok)
+		}
 	}
 	tools, err := h.relay.list(ctx, tid, sub, up, token)
 	var cre *ConsentRequiredError

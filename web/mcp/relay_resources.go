@@ -215,6 +215,9 @@ func (h *Handler) eachUpstream(ctx context.Context, rs *reqState, method string,
 			continue // not connected (its tools list "{slug}.connect"), or no broker
 		}
 		func() {
+			if tok.RevokeAfterUse {
+				defer h.cfg.Broker.AfterUse(ctx, rs.snap.tenant.ID, up.ID, tok)
+			}
 			cctx, cancel := detach(ctx, relayCallTimeout)
 			defer cancel()
 			cs, ut, err := h.relay.connect(cctx, up, tok.Value, nil)
@@ -365,6 +368,9 @@ func (h *Handler) featureCall(ctx context.Context, rs *reqState, req sdk.Request
 	case err != nil:
 		h.log.WarnContext(ctx, "mcp broker failed", "tenant_id", rs.snap.tenant.ID, "upstream", up.Slug, "request_id", rs.requestID, "err", err)
 		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "Locksmith could not get your credential for " + up.Name + "; retry in a moment (request id " + rs.requestID + ")"}
+	}
+	if tok.RevokeAfterUse {
+		defer h.cfg.Broker.AfterUse(ctx, rs.snap.tenant.ID, up.ID, tok)
 	}
 	auditID, err := h.cfg.Audit.Intent(ctx, intent)
 	if err != nil {

@@ -53,6 +53,10 @@ type UpstreamToken struct {
 	Scopes    []string
 	Narrowed  bool
 	ExpiresAt time.Time
+	// RevokeAfterUse says the token was minted for this call alone (the
+	// upstream revokes after use): whoever asked for it passes it to
+	// Broker.AfterUse once the upstream call is over, whatever its outcome.
+	RevokeAfterUse bool
 }
 
 // String hides the token value from logs and fmt.
@@ -66,6 +70,10 @@ func (t UpstreamToken) String() string {
 // error for which IsRetryable reports true is temporary.
 type Broker interface {
 	Token(ctx context.Context, tenantID, upstreamID uuid.UUID, user User, scopes []string) (UpstreamToken, error)
+	// AfterUse ends the use of a token from Token with the same tenant and
+	// upstream: one with RevokeAfterUse is revoked at the upstream in the
+	// background. It returns at once and never fails the call.
+	AfterUse(ctx context.Context, tenantID, upstreamID uuid.UUID, tok UpstreamToken)
 }
 
 // ConsentRequiredError says the user must (re)grant access to an upstream

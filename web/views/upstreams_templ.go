@@ -548,7 +548,7 @@ func UpstreamEdit(p UpstreamFormPage) templ.Component {
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
-			templ_7745c5c3_Err = checkbox(Checkbox{ID: "upstream-revoke-after-use", Name: "revoke_after_use", Label: "Revoke short-lived tokens after each call", Checked: p.Form.RevokeAfterUse, Help: "Needs a revocation endpoint.", TestID: "upstream-revoke-after-use"}).Render(ctx, templ_7745c5c3_Buffer)
+			templ_7745c5c3_Err = checkbox(Checkbox{ID: "upstream-revoke-after-use", Name: "revoke_after_use", Label: "Revoke short-lived tokens after each call", Checked: p.Form.RevokeAfterUse, Help: "Tokens minted for one call (narrowed or exchanged) are revoked right after it; users stay connected. Needs a revocation endpoint.", Error: p.Errors.Field("revoke_after_use"), TestID: "upstream-revoke-after-use"}).Render(ctx, templ_7745c5c3_Buffer)
 			if templ_7745c5c3_Err != nil {
 				return templ_7745c5c3_Err
 			}
