@@ -81,7 +81,11 @@ func layoutBars(c *views.Chart, d chartData) {
 		h := plotH * float64(total) / float64(top)
 		bar.Y, bar.H = ftoa(float64(chartBottom)-h), ftoa(h)
 		c.Bars = append(c.Bars, bar)
-		if i%labelEvery == 0 || i == len(d.Days)-1 {
+		// Every labelEvery-th day, and the last day (today) always; a
+		// regular label too close to the last one is left out so the two
+		// don't collide.
+		last := len(d.Days) - 1
+		if i == last || (i%labelEvery == 0 && last-i >= (labelEvery+1)/2) {
 			c.XTicks = append(c.XTicks, views.Tick{X: ftoa(x + barW/2), Y: itoa(chartXLabelY), Label: day.UTC().Format("2 Jan")})
 		}
 	}
