@@ -39,6 +39,9 @@ const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 var (
 	ownerURL string
 	setupErr error
+	// template is the migrated template database the package database was
+	// cloned from (for NewDatabase).
+	template string
 
 	dbOnce sync.Once
 	db     *lsql.DB
@@ -152,11 +155,23 @@ func create(ctx context.Context) (string, error) {
 		return "", err
 	}
 
+	name, err := clone(ctx, admin, tpl)
+	if err != nil {
+		return "", err
+	}
+	template = tpl
+	ownerURL, err = WithDatabase(server, name)
+	return name, err
+}
+
+// clone creates a fresh database from the template tpl and returns its name.
+func clone(ctx context.Context, admin *pgx.Conn, tpl string) (string, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "locksmith_test_" + hex.EncodeToString(b[:])
 	// Cloning fails while another session is connected to the template (for
 	// example a concurrent clone); retry briefly.
+	var err error
 	for attempt := 0; ; attempt++ {
 		_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tpl))
 		if err == nil || attempt >= 50 || !strings.Contains(err.Error(), "being accessed by other users") {
@@ -167,8 +182,41 @@ func create(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("clone template: %w", err)
 	}
-	ownerURL, err = WithDatabase(server, name)
-	return name, err
+	return name, nil
+}
+
+// NewDatabase creates another fresh, migrated database for one test (a clone
+// of the package database's template) and returns its owner's connection
+// string; the database is dropped, its connections closed, when the test
+// ends. It is for tests that disturb their database (terminate its
+// connections, refuse new ones) without disturbing the package's other
+// tests. Call sqltest.Main from TestMain first.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	OwnerURL(t) // fails the test when Main did not set up
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, ServerURL())
+	if err != nil {
+		t.Fatalf("sqltest: new database: connect to %s: %v", redact(ServerURL()), err)
+	}
+	defer admin.Close(ctx)
+	name, err := clone(ctx, admin, template)
+	if err != nil {
+		t.Fatalf("sqltest: new database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := drop(ctx, name); err != nil {
+			t.Errorf("sqltest: drop %s: %v", name, err)
+		}
+	})
+	u, err := WithDatabase(ServerURL(), name)
+	if err != nil {
+		t.Fatalf("sqltest: new database: %v", err)
+	}
+	return u
 }
 
 func ensureTemplate(ctx context.Context, admin *pgx.Conn, server, tpl string) error {

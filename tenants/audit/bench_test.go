@@ -19,7 +19,7 @@ import (
 // concurrent callers, each waiting for its own COMMIT (synchronous_commit
 // as configured on the server), group-committed by one Writer.
 //
-//	go test -run '^$' -bench DurableWrites -benchtime 200000x ./tenants/audit/
+//	go test -run '^$' -bench DurableWrites -benchtime 1000000x ./tenants/audit/
 func BenchmarkDurableWrites(b *testing.B) {
 	for _, tc := range []struct {
 		tenants, callers int
