@@ -207,39 +207,54 @@ func testLogger() *slog.Logger {
 func setup(t testing.TB) *env {
 	t.Helper()
 	db := sqltest.DB(t)
-	sharedOnce.Do(func() {
-		key, err := seal.GenerateMasterKey("test")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		mk, err := seal.ParseMasterKeys(key)
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		shared.db = db
-		shared.logger = testLogger()
-		if shared.sealer, sharedErr = seal.New(db, mk); sharedErr != nil {
-			return
-		}
-		if shared.egress, sharedErr = egress.New(egress.Options{AllowPrivate: true, Timeout: 5 * time.Second}); sharedErr != nil {
-			return
-		}
-		if shared.inserter, sharedErr = river.NewClient(riverpgxv5.New(db.Pool()), &river.Config{Logger: shared.logger}); sharedErr != nil {
-			return
-		}
-		if shared.upstreams, sharedErr = tenants.New(tenants.Config{DB: db, Sealer: shared.sealer, Egress: shared.egress,
-			Logger: shared.logger, BaseURL: "https://locksmith.example.test"}); sharedErr != nil {
-			return
-		}
-		shared.vault, sharedErr = consent.NewVault(consent.VaultConfig{DB: db, Sealer: shared.sealer, Inserter: shared.inserter, Logger: shared.logger})
-	})
+	sharedOnce.Do(func() { shared, sharedErr = newEnv(db) })
 	require.NoError(t, sharedErr)
-	e := shared
+	return shared.withTenant(t)
+}
+
+// setupOn is setup on another database (sqltest.NewDatabase), with
+// services of its own, for tests that disturb their database.
+func setupOn(t testing.TB, db *lsql.DB) *env {
+	t.Helper()
+	e, err := newEnv(db)
+	require.NoError(t, err)
+	return e.withTenant(t)
+}
+
+// newEnv builds the services on db, with a master key of its own.
+func newEnv(db *lsql.DB) (env, error) {
+	e := env{db: db, logger: testLogger()}
+	key, err := seal.GenerateMasterKey("test")
+	if err != nil {
+		return e, err
+	}
+	mk, err := seal.ParseMasterKeys(key)
+	if err != nil {
+		return e, err
+	}
+	if e.sealer, err = seal.New(db, mk); err != nil {
+		return e, err
+	}
+	if e.egress, err = egress.New(egress.Options{AllowPrivate: true, Timeout: 5 * time.Second}); err != nil {
+		return e, err
+	}
+	if e.inserter, err = river.NewClient(riverpgxv5.New(db.Pool()), &river.Config{Logger: e.logger}); err != nil {
+		return e, err
+	}
+	if e.upstreams, err = tenants.New(tenants.Config{DB: db, Sealer: e.sealer, Egress: e.egress,
+		Logger: e.logger, BaseURL: "https://locksmith.example.test"}); err != nil {
+		return e, err
+	}
+	e.vault, err = consent.NewVault(consent.VaultConfig{DB: db, Sealer: e.sealer, Inserter: e.inserter, Logger: e.logger})
+	return e, err
+}
+
+// withTenant returns a copy of e with a new tenant.
+func (e env) withTenant(t testing.TB) *env {
+	t.Helper()
 	e.tenantID = uuid.New()
 	e.slug = "t-" + strings.ReplaceAll(e.tenantID.String(), "-", "")[:12]
-	require.NoError(t, db.InTx(context.Background(), func(tx pgx.Tx) error {
+	require.NoError(t, e.db.InTx(context.Background(), func(tx pgx.Tx) error {
 		_, err := tx.Exec(context.Background(), "INSERT INTO tenants (id, slug, name) VALUES ($1, $2, 'Consent test')", e.tenantID, e.slug)
 		return err
 	}))

@@ -8,7 +8,8 @@ import (
 
 // Sentinel errors shared by Locksmith's domain packages. The web layer maps
 // them to statuses in one place: ErrNotFound → 404, ErrForbidden → 403,
-// ErrConflict → 409, ErrInvalid → 400 (or 422 for forms).
+// ErrConflict → 409, ErrInvalid → 400 (or 422 for forms), ErrUnavailable →
+// 503 with Retry-After.
 var (
 	// ErrNotFound means the object does not exist for this tenant (objects of
 	// other tenants are reported the same way).
@@ -19,6 +20,9 @@ var (
 	ErrInvalid = lsql.ErrInvalid
 	// ErrForbidden means the caller may not do this.
 	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable means the database could not be reached or the
+	// connection was lost (a restart, a failover): retrying may succeed.
+	ErrUnavailable = lsql.ErrUnavailable
 )
 
 // Error carries a message that is safe to show the person who made the

@@ -53,6 +53,8 @@ func statusAndMessage(err error) (int, string, string) {
 		return http.StatusConflict, orDefault(msg, "that conflicts with something that already exists"), field
 	case errors.Is(err, tenants.ErrInvalid):
 		return http.StatusBadRequest, orDefault(msg, "the request is invalid"), field
+	case errors.Is(err, tenants.ErrUnavailable):
+		return http.StatusServiceUnavailable, "the database is not available right now; retry in a few seconds", ""
 	}
 	return http.StatusInternalServerError, "", ""
 }
@@ -64,15 +66,23 @@ func orDefault(s, d string) string {
 	return d
 }
 
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503 answered
+// while the database is unavailable.
+const unavailableRetryAfter = "5"
+
 // writeError is the one place that turns an error into a response. Unknown
 // errors are logged with the request id and answered with a 500 that shows
 // only the request id.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg, field := statusAndMessage(err)
 	rid := RequestID(r.Context())
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		s.cfg.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", rid)
 		msg = "something went wrong on our side; quote request id " + rid + " if you contact support"
+	case errors.Is(err, tenants.ErrUnavailable):
+		s.cfg.Logger.WarnContext(r.Context(), "request failed: database unavailable", "err", err, "request_id", rid)
+		w.Header().Set("Retry-After", unavailableRetryAfter)
 	}
 	if wantsJSON(r) {
 		w.Header().Set("Content-Type", "application/problem+json")

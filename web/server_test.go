@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	lsql "github.com/locksmithhq/locksmith/sql"
 	"github.com/locksmithhq/locksmith/tenants"
 )
 
@@ -55,6 +57,10 @@ func setup(t *testing.T, ready error, base string) *testBundle {
 	s.Handle("GET /api/v1/invalid", func(w http.ResponseWriter, r *http.Request) error {
 		return tenants.Invalid("slug", "the slug must be 3-40 lowercase letters, digits or hyphens")
 	})
+	s.Handle("GET /api/v1/unavailable", func(w http.ResponseWriter, r *http.Request) error {
+		// What a store returns while PostgreSQL restarts.
+		return fmt.Errorf("tenants: list tools: %w", lsql.Translate(fmt.Errorf("secret-db-user: receive message failed: %w", io.ErrUnexpectedEOF)))
+	})
 	s.Handle("GET /internal", func(w http.ResponseWriter, r *http.Request) error {
 		return errors.New("pq: password authentication failed for user secret-db-user")
 	})
@@ -81,6 +87,7 @@ func TestServer(t *testing.T) {
 		{"domain not found → problem json", "GET", "/api/v1/missing", "", 404, `"detail":"no such tool"`},
 		{"invalid names the field", "GET", "/api/v1/invalid", "", 400, `"field":"slug"`},
 		{"internal detail hidden", "GET", "/internal", "", 500, "request id"},
+		{"database unavailable → 503, retry", "GET", "/api/v1/unavailable", "", 503, "retry in a few seconds"},
 		{"wrong method", "POST", "/healthz", "", 405, ""},
 	}
 	for _, tt := range tests {
@@ -98,6 +105,9 @@ func TestServer(t *testing.T) {
 			require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
 			require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
 			require.Equal(t, "same-origin", resp.Header.Get("Referrer-Policy"))
+			if tt.wantStatus == http.StatusServiceUnavailable && tt.path != "/readyz" {
+				require.Equal(t, "5", resp.Header.Get("Retry-After"))
+			}
 			require.Contains(t, resp.Header.Get("Strict-Transport-Security"), "max-age=")
 		})
 	}

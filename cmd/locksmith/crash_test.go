@@ -1,35 +1,22 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/locksmithhq/locksmith/consent"
-	"github.com/locksmithhq/locksmith/demo/idp"
-	"github.com/locksmithhq/locksmith/demo/tasks"
 	"github.com/locksmithhq/locksmith/sql/sqltest"
-	"github.com/locksmithhq/locksmith/tenants/seal"
 )
 
-// childServe is the child mode of TestSIGKILLUnderLoadKeepsAudit: a plain
-// `locksmith serve` that announces its address.
+// childServe is the child mode of the fault tests (startChildStack): a
+// plain `locksmith serve` that announces its address.
 func childServe() int {
 	ctx, stop := signalContext()
 	defer stop()
@@ -45,65 +32,7 @@ func childServe() int {
 func TestSIGKILLUnderLoadKeepsAudit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	key, err := testMasterKey()
-	require.NoError(t, err)
-	mk, err := seal.ParseMasterKeys(key)
-	require.NoError(t, err)
-
-	// The child's address must be known before it starts (base URL, Host check).
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	base := "http://" + addr
-	baseURL, err := url.Parse(base)
-	require.NoError(t, err)
-
-	demoIdP := idp.NewTestServer(t)
-	acme, err := tasks.New(tasks.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	require.NoError(t, acme.Start("127.0.0.1:0"))
-	t.Cleanup(func() { _ = acme.Close(context.Background()) })
-
-	// Seed through the domain services of a Main that doesn't serve.
-	seed := &Main{Config: Config{DatabaseURL: sqltest.OwnerURL(t), BaseURL: baseURL, MasterKeys: mk, AllowPrivate: true, Addr: "127.0.0.1:0"},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	require.NoError(t, seed.Open(ctx))
-	t.Cleanup(func() { _ = seed.Close(context.Background()) })
-	env := newMCPTenant(t, &stack{Main: seed, URL: base, IdP: demoIdP, Tasks: acme})
-	issued, err := acme.IssueTokens("engineer", tasks.DefaultClientID, []string{tasks.ScopeRead})
-	require.NoError(t, err)
-	grant, err := seed.Vault.SaveGrant(ctx, env.tenant.ID, env.upstream.ID,
-		consent.User{Issuer: demoIdP.URL(), Subject: idp.UserEngineer},
-		consent.Tokens{AccessToken: issued.AccessToken, RefreshToken: issued.RefreshToken,
-			ExpiresAt: time.Now().Add(time.Hour), Scopes: strings.Fields(issued.Scope)})
-	require.NoError(t, err)
-	tokenA, err := demoIdP.MintAccessToken(idp.MintRequest{User: idp.UsernameEngineer, Audience: []string{env.url}, Scopes: []string{mcpEndpointScope}})
-	require.NoError(t, err)
-
-	self, err := os.Executable()
-	require.NoError(t, err)
-	child := exec.Command(self, "-test.run=^$")
-	child.Env = envList(map[string]string{
-		"LOCKSMITH_TEST_CHILD": "serve", "DATABASE_URL": sqltest.OwnerURL(t), "LOCKSMITH_BASE_URL": base,
-		"LOCKSMITH_ADDR": addr, "LOCKSMITH_MASTER_KEY": key, "LOCKSMITH_ALLOW_PRIVATE_TARGETS": "true", "LOG_LEVEL": "warn",
-	})
-	stdout, err := child.StdoutPipe()
-	require.NoError(t, err)
-	stderr := &lockedBuffer{}
-	child.Stderr = stderr
-	require.NoError(t, child.Start())
-	t.Cleanup(func() { _ = child.Process.Kill() })
-	sc := bufio.NewScanner(stdout)
-	ready := false
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "READY ") {
-			ready = true
-			break
-		}
-	}
-	require.True(t, ready, "child did not start: %s", stderr.String())
-	go io.Copy(io.Discard, stdout)
+	cs := startChildStack(t, sqltest.OwnerURL(t), nil)
 
 	// Load: workers call listTasks until the process dies.
 	var (
@@ -120,20 +49,12 @@ func TestSIGKILLUnderLoadKeepsAudit(t *testing.T) {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
 				rid := fmt.Sprintf("crash-%d-%d", w, i)
-				body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"listTasks","arguments":{}}}`, i+1)
-				req, _ := http.NewRequest(http.MethodPost, env.url, strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+tokenA)
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Accept", "application/json, text/event-stream")
-				req.Header.Set("X-Request-Id", rid)
-				resp, err := client.Do(req)
-				if err != nil {
+				r := postToolCall(client, cs.env.url, cs.tokenA, "listTasks", rid, i+1)
+				if r.status == 0 {
 					continue
 				}
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
 				n.Add(1)
-				if err == nil && resp.StatusCode == http.StatusOK && bytes.Contains(b, []byte(`"result"`)) && !bytes.Contains(b, []byte(`"isError":true`)) {
+				if r.succeeded() {
 					mu.Lock()
 					succeeded = append(succeeded, rid)
 					mu.Unlock()
@@ -151,39 +72,23 @@ func TestSIGKILLUnderLoadKeepsAudit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	require.NoError(t, child.Process.Signal(os.Kill), "SIGKILL")
-	_ = child.Wait()
+	require.NoError(t, cs.child.Process.Signal(os.Kill), "SIGKILL")
+	<-cs.exited
 	stop.Store(true)
 	wg.Wait()
 
 	mu.Lock()
 	ok := append([]string(nil), succeeded...)
 	mu.Unlock()
-	require.GreaterOrEqual(t, len(ok), 50, "too few successful calls before the kill (%d attempts); child log:\n%s", n.Load(), stderr.String())
+	require.GreaterOrEqual(t, len(ok), 50, "too few successful calls before the kill (%d attempts); child log:\n%s", n.Load(), cs.stderr.String())
 
-	owner, err := pgx.Connect(ctx, sqltest.OwnerURL(t))
-	require.NoError(t, err)
-	defer owner.Close(ctx)
-	var missingIntent, missingOutcome []string
-	for _, rid := range ok {
-		var seq int64
-		err := owner.QueryRow(ctx, `SELECT seq FROM audit_events WHERE tenant_id = $1 AND kind = 'call' AND request_id = $2`, env.tenant.ID, rid).Scan(&seq)
-		if err != nil {
-			missingIntent = append(missingIntent, rid)
-			continue
-		}
-		var outcomes int
-		require.NoError(t, owner.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND kind = 'outcome' AND intent_seq = $2`, env.tenant.ID, seq).Scan(&outcomes))
-		if outcomes != 1 {
-			missingOutcome = append(missingOutcome, rid)
-		}
-	}
+	missingIntent, missingOutcome := auditGaps(t, cs.dbURL, cs.env.tenant.ID, ok)
 	require.Empty(t, missingIntent, "successful calls without an audit intent")
 	require.Empty(t, missingOutcome, "successful calls without an audit outcome")
 	t.Logf("%d calls succeeded before SIGKILL (%d answered); all have intent and outcome", len(ok), n.Load())
 
 	// No grant broken: still active and still usable.
-	g, err := seed.Vault.Grant(ctx, env.tenant.ID, grant.ID)
+	g, err := cs.seed.Vault.Grant(ctx, cs.env.tenant.ID, cs.grant.ID)
 	require.NoError(t, err)
 	require.Equal(t, "active", string(g.Status))
 }

@@ -9,7 +9,8 @@
 //
 // and in tests call sqltest.DB(t) for the application pool (running as the
 // unprivileged app role) or sqltest.OwnerURL(t) for the owner's connection
-// string. The server is taken from DATABASE_URL (default
+// string. A test that disturbs its database takes one of its own with
+// sqltest.NewDatabase(t); sqltest.Outage plays it a PostgreSQL restart. The server is taken from DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable).
 package sqltest
 
@@ -25,6 +26,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,6 +109,78 @@ func DB(t testing.TB) *lsql.DB {
 		t.Fatalf("sqltest: open app pool: %v", dbErr)
 	}
 	return db
+}
+
+// Outage plays a PostgreSQL restart to the clients of the database at dbURL
+// (one from NewDatabase: never the package database, which the package's
+// other tests share): from now on the database refuses new connections,
+// and every backend connected to it is terminated now and again every
+// 100 ms, until end is called, which lets connections in again and returns
+// how many backends were terminated. end is also called when the test ends.
+func Outage(t testing.TB, dbURL string) (end func() int) {
+	t.Helper()
+	if dbURL == OwnerURL(t) {
+		t.Fatal("sqltest: an outage of the package database would disturb the package's other tests; use NewDatabase")
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("sqltest: outage: %v", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if !strings.HasPrefix(name, "locksmith_test_") {
+		t.Fatalf("sqltest: outage: %q is not a test database", name)
+	}
+	ctx := context.Background()
+	// From the server's maintenance database: no one, superusers included,
+	// connects to a database that refuses connections.
+	admin, err := pgx.Connect(ctx, ServerURL())
+	if err != nil {
+		t.Fatalf("sqltest: outage: connect to %s: %v", redact(ServerURL()), err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" ALLOW_CONNECTIONS false"); err != nil {
+		admin.Close(ctx)
+		t.Fatalf("sqltest: outage: refuse connections: %v", err)
+	}
+	var terminated atomic.Int64
+	terminate := func() error {
+		var n int64
+		err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = $1 AND pid <> pg_backend_pid()`, name).Scan(&n)
+		terminated.Add(n)
+		return err
+	}
+	if err := terminate(); err != nil {
+		t.Errorf("sqltest: outage: terminate backends: %v", err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err := terminate(); err != nil {
+				t.Errorf("sqltest: outage: terminate backends: %v", err)
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	end = func() int {
+		once.Do(func() {
+			close(stop)
+			<-done
+			if _, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" ALLOW_CONNECTIONS true"); err != nil {
+				t.Errorf("sqltest: outage: allow connections: %v", err)
+			}
+			admin.Close(ctx)
+		})
+		return int(terminated.Load())
+	}
+	t.Cleanup(func() { end() })
+	return end
 }
 
 // WithDatabase replaces the database name in a connection string.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	lsql "github.com/locksmithhq/locksmith/sql"
 )
@@ -38,6 +39,11 @@ const (
 	DefaultInFlight = 2
 	// flushSlots is the number of audit_flush_slots rows (migration 0009).
 	flushSlots = 64
+	// DefaultRetryFor is how long a batch that certainly did not commit
+	// because the database connection was lost or refused is retried.
+	DefaultRetryFor = 10 * time.Second
+	// retryBackoff and maxRetryBackoff space those retries.
+	retryBackoff, maxRetryBackoff = 50 * time.Millisecond, time.Second
 )
 
 // WriterConfig configures a Writer.
@@ -54,6 +60,14 @@ type WriterConfig struct {
 	InFlight int
 	// Now is the clock events are stamped with; nil means time.Now.
 	Now func() time.Time
+	// RetryFor is how long a batch whose transaction failed because the
+	// database connection was lost or refused (a restart, a failover, a
+	// terminated backend), and which therefore did not commit, is written
+	// again, with backoff from 50 ms to 1 s, before its callers get the
+	// error. 0 means DefaultRetryFor; negative means never. A batch whose
+	// COMMIT may have gone through is never written again (its events
+	// would be recorded twice): its callers get the error at once.
+	RetryFor time.Duration
 }
 
 // Writer appends events to the audit trail with group commit. It is safe
@@ -63,6 +77,7 @@ type Writer struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	maxBatch int
+	retryFor time.Duration
 
 	mu     sync.RWMutex // guards closed and sends on queues
 	closed bool
@@ -149,7 +164,10 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	w := &Writer{db: cfg.DB, logger: cfg.Logger, now: cfg.Now, maxBatch: cfg.MaxBatch}
+	if cfg.RetryFor == 0 {
+		cfg.RetryFor = DefaultRetryFor
+	}
+	w := &Writer{db: cfg.DB, logger: cfg.Logger, now: cfg.Now, maxBatch: cfg.MaxBatch, retryFor: max(cfg.RetryFor, 0)}
 	// Each in-flight batch has its own audit_flush_slots row; writers of
 	// different processes start at different rows, so their barriers
 	// rarely share one.
@@ -340,10 +358,13 @@ func (w *Writer) flusher(queue chan *pending, flights chan *flight) {
 // write flushes batch and answers its callers. When a batch spanning
 // several tenants fails (say one tenant was deleted meanwhile), nothing of
 // it was committed, and each tenant's events are retried on their own so
-// one tenant's failure is not every tenant's.
+// one tenant's failure is not every tenant's. A batch that failed because
+// the connection was lost or refused is first retried as a whole (see
+// WriterConfig.RetryFor); if the database stays away, its callers get the
+// error.
 func (w *Writer) write(batch []*pending, f *flight) {
-	committed, err := w.flush(batch, f)
-	if err != nil && !committed && len(batch) > 1 && batch[0].tenant != batch[len(batch)-1].tenant {
+	state, err := w.flushRetrying(batch, f)
+	if err != nil && state == notCommitted && !lsql.IsConnectionError(err) && len(batch) > 1 && batch[0].tenant != batch[len(batch)-1].tenant {
 		// flush sorted the batch by tenant.
 		for lo := 0; lo < len(batch); {
 			hi := tenantRun(batch, lo)
@@ -362,6 +383,62 @@ func (w *Writer) write(batch []*pending, f *flight) {
 	for _, p := range batch {
 		p.done <- err
 	}
+}
+
+// flushRetrying flushes batch, and again, with backoff, while it fails
+// for a lost or refused connection without having committed, for up to
+// w.retryFor.
+func (w *Writer) flushRetrying(batch []*pending, f *flight) (commitState, error) {
+	deadline := time.Now().Add(w.retryFor)
+	backoff := retryBackoff
+	for attempt := 1; ; attempt++ {
+		state, err := w.flush(batch, f)
+		if err == nil {
+			if attempt > 1 {
+				w.logger.Info("audit batch written after the database came back", "events", len(batch), "attempts", attempt)
+			}
+			return state, nil
+		}
+		if state != notCommitted || !lsql.IsConnectionError(err) || time.Now().Add(backoff).After(deadline) {
+			return state, err
+		}
+		if attempt == 1 {
+			w.logger.Warn("audit batch not written: database connection lost; retrying", "events", len(batch),
+				"retry_for", w.retryFor, "err", err)
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, maxRetryBackoff)
+	}
+}
+
+// commitState is what a flush knows about its transaction's commit.
+type commitState int
+
+const (
+	// notCommitted: the transaction certainly did not commit (the batch
+	// never reached the server, or the server answered a statement, the
+	// COMMIT included, with an error): writing it again is safe.
+	notCommitted commitState = iota
+	// maybeCommitted: the connection broke after the batch was sent and
+	// before the COMMIT's answer arrived; the server may have committed.
+	maybeCommitted
+	// committed: the COMMIT succeeded (the flush barrier may still have
+	// failed, in which case the events are not known to be on disk).
+	committed
+)
+
+// sentStateOf is the commit state of a transaction whose statements
+// before the COMMIT's answer failed with err: the server answered (a
+// *pgconn.PgError, so it aborted the transaction) or nothing was sent
+// (the connection could not be had), else the connection broke with the
+// whole pipeline, COMMIT included, possibly executed.
+func sentStateOf(err error) commitState {
+	var pgErr *pgconn.PgError
+	var ce *pgconn.ConnectError
+	if errors.As(err, &pgErr) || errors.As(err, &ce) || pgconn.SafeToRetry(err) {
+		return notCommitted
+	}
+	return maybeCommitted
 }
 
 // tenantRun returns the end of the run of batch[lo]'s tenant.
@@ -412,9 +489,10 @@ SELECT first FROM h`
 // It sorts batch by tenant, keeping each tenant's events in arrival order.
 // If a statement fails, the rest of the pipeline is skipped and the
 // connection, left in the failed transaction, is discarded by the pool.
-// committed reports whether the events were committed (they may be even
-// when err is set: the barrier failed, so they are not known to be on disk).
-func (w *Writer) flush(batch []*pending, f *flight) (committed bool, err error) {
+// state says whether the events were committed (they may be even when err
+// is set: the barrier failed, so they are not known to be on disk; or the
+// connection broke before the COMMIT's answer).
+func (w *Writer) flush(batch []*pending, f *flight) (state commitState, err error) {
 	slices.SortStableFunc(batch, func(a, b *pending) int { return bytes.Compare(a.tenant[:], b.tenant[:]) })
 	cols := &f.cols
 	cols.fill(batch)
@@ -452,7 +530,12 @@ func (w *Writer) flush(batch []*pending, f *flight) (committed bool, err error) 
 	}
 	if firstErr == nil {
 		_, firstErr = br.Exec() // COMMIT
-		committed = firstErr == nil
+		if firstErr == nil {
+			state = committed
+		}
+	}
+	if state != committed && firstErr != nil {
+		state = sentStateOf(firstErr)
 	}
 	if firstErr == nil {
 		tag, err := br.Exec() // the barrier
@@ -466,9 +549,9 @@ func (w *Writer) flush(batch []*pending, f *flight) (committed bool, err error) 
 		firstErr = err
 	}
 	if firstErr != nil {
-		return committed, fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
+		return state, fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
 	}
-	return true, nil
+	return committed, nil
 }
 
 // columns holds a batch's rows as the column arrays insertSQL takes. A
