@@ -9,7 +9,7 @@ import (
 )
 
 // TestMetricsCountRevocationsAfterUse: the broker's counters of revocations
-// after use are on /metrics.
+// after use, and the count of upstream circuits opened, are on /metrics.
 func TestMetricsCountRevocationsAfterUse(t *testing.T) {
 	t.Parallel()
 	st := startStack(t)
@@ -21,4 +21,5 @@ func TestMetricsCountRevocationsAfterUse(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(body), `locksmith_token_revoke_after_use_total{result="failed"} 0`)
 	require.Contains(t, string(body), `locksmith_token_revoke_after_use_total{result="revoked"} 0`)
+	require.Contains(t, string(body), "locksmith_upstream_circuit_opens_total 0")
 }

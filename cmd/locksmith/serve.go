@@ -125,7 +125,7 @@ func (m *Main) Open(ctx context.Context) error {
 			ApprovalWebhook: m.ApprovalWebhook,
 			// Set behind a trusted proxy so sign-in rate limits are per client.
 			ClientIPHeader: m.Config.ClientIPHeader,
-			Registry:       metricsRegistry(m.Broker),
+			Registry:       metricsRegistry(m.Broker, mcpHandler),
 		}); err != nil {
 			return err
 		}

@@ -112,10 +112,15 @@ func (m *Main) openMCP(verifier *tokena.Verifier) (*webmcp.Handler, error) {
 	})
 }
 
-// metricsRegistry is the /metrics registry: the web server's collectors
-// plus the token broker's counters of revocations after use.
-func metricsRegistry(b *consent.Broker) *prometheus.Registry {
+// metricsRegistry is the /metrics registry: the web server's collectors,
+// the token broker's counters of revocations after use and the MCP
+// endpoint's count of upstream circuits opened.
+func metricsRegistry(b *consent.Broker, h *webmcp.Handler) *prometheus.Registry {
 	reg := web.NewRegistry()
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "locksmith_upstream_circuit_opens_total",
+		Help: "Times an upstream's circuit breaker opened on this instance (repeated failures: Locksmith stops calling it for the cool-down).",
+	}, func() float64 { return float64(h.UpstreamCircuitOpens()) }))
 	for result, read := range map[string]func(consent.AfterUseStats) int64{
 		"revoked": func(s consent.AfterUseStats) int64 { return s.Revoked },
 		"failed":  func(s consent.AfterUseStats) int64 { return s.Failed },

@@ -20,7 +20,7 @@
 // plain answer before a URL is stored. It is a convenience, not the
 // defence; the dialer re-checks every connection.
 //
-// Everything the package refuses is reported as an [*Error] wrapping one of
+// Everything the guard refuses is reported as an [*Error] wrapping one of
 // the sentinels ([ErrForbiddenTarget], [ErrInvalidURL], [ErrResolve],
 // [ErrResponseTooLarge], [ErrTooManyRedirects], [ErrInsecureRedirect]).
 // Its Error text is written for an admin and safe to show.
@@ -28,8 +28,15 @@
 // Only [Options.AllowPrivate] turns the guard off; it is for development
 // and tests, and also permits plain http.
 //
+// [Breakers] is the other half of outbound policy: a circuit breaker and a
+// bound on calls in flight per key (for Locksmith, a tenant's upstream), so
+// a dead or slow target fails fast and cannot hold every goroutine and
+// connection. [Judge] turns one exchange into the breaker's [Verdict]. Its
+// refusals are an [*UnavailableError] wrapping [ErrCircuitOpen] or
+// [ErrTooBusy], separate from the guard's [*Error].
+//
 // What belongs here: outbound transport policy (address rules, timeouts,
-// size and redirect limits). What does not: protocol logic (OIDC discovery,
+// size and redirect limits, circuit breaking and concurrency bounds). What does not: protocol logic (OIDC discovery,
 // OAuth, MCP), which lives with its callers and takes the *http.Client from
 // [Client.HTTPClient].
 package egress

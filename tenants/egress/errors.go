@@ -6,9 +6,10 @@ import (
 	"net/netip"
 )
 
-// Sentinel errors. Every error the package creates is an [*Error] that
-// wraps exactly one of them; test with errors.Is. They also survive the
-// *url.Error wrapping done by http.Client.
+// Sentinel errors of the SSRF guard. Every error the guard creates is an
+// [*Error] that wraps exactly one of them; test with errors.Is. They also
+// survive the *url.Error wrapping done by http.Client. ([Breakers] has its
+// own: ErrCircuitOpen and ErrTooBusy.)
 var (
 	// ErrForbiddenTarget means the URL's host is, or resolves to, an
 	// address the guard refuses (loopback, private, link-local, …).

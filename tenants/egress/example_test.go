@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/locksmithhq/locksmith/tenants/egress"
 )
@@ -53,4 +55,33 @@ func ExampleClient_HTTPClient() {
 	}
 	// Output:
 	// that address is loopback and not allowed (127.0.0.1)
+}
+
+// Breakers guards the calls to each key (for Locksmith, a tenant's
+// upstream): every admitted call ends with a verdict, usually Judge of its
+// response; after Threshold failures in a row the key's calls are refused,
+// without being sent, until the cool-down is over. Other keys go on.
+func ExampleBreakers() {
+	b, err := egress.NewBreakers[string](egress.BreakerOptions{Threshold: 2, CoolDown: time.Minute})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	for range 2 {
+		p, err := b.Acquire(ctx, "tenant-a/tasks")
+		if err != nil {
+			panic(err)
+		}
+		// resp, err := client.Do(req) …
+		p.Done(egress.Judge(&http.Response{StatusCode: http.StatusServiceUnavailable}, nil))
+	}
+	_, err = b.Acquire(ctx, "tenant-a/tasks")
+	var ue *egress.UnavailableError
+	fmt.Println(errors.Is(err, egress.ErrCircuitOpen), errors.As(err, &ue) && ue.OpenFor == time.Minute)
+	p, err := b.Acquire(ctx, "tenant-b/tasks")
+	fmt.Println(err)
+	p.Done(egress.Healthy())
+	// Output:
+	// true true
+	// <nil>
 }

@@ -35,7 +35,7 @@ type governed struct {
 	store  *audit.Store
 }
 
-func setupGoverned(t *testing.T, wrapAudit func(webmcp.Audit) webmcp.Audit) *governed {
+func setupGoverned(t *testing.T, wrapAudit func(webmcp.Audit) webmcp.Audit, configure ...func(*webmcp.Config)) *governed {
 	t.Helper()
 	sharedDeps(t)
 	g := &governed{}
@@ -57,6 +57,9 @@ func setupGoverned(t *testing.T, wrapAudit func(webmcp.Audit) webmcp.Audit) *gov
 			a = wrapAudit(a)
 		}
 		c.Audit = a
+		for _, f := range configure {
+			f(c)
+		}
 	}})
 	return g
 }
@@ -193,4 +196,38 @@ func TestNoUpstreamCallWithoutCommittedIntent(t *testing.T) {
 	require.Empty(t, g.acme.Requests(), "nothing went upstream")
 	require.EqualValues(t, 1, fa.intents.Load())
 	require.Zero(t, fa.outcomes.Load())
+}
+
+// outcomeFailingAudit records intents but can't record outcomes, as a
+// database that went away during the upstream call would.
+type outcomeFailingAudit struct {
+	webmcp.Audit
+	outcomes atomic.Int32
+}
+
+func (f *outcomeFailingAudit) Outcome(context.Context, uuid.UUID, string, webmcp.Outcome) error {
+	f.outcomes.Add(1)
+	return errors.New("database unreachable")
+}
+
+// TestNoSuccessWithoutRecordedOutcome: when the outcome of a call that went
+// upstream can't be recorded, the agent does not get the result as a
+// success: it is told the call may have taken effect and to check before
+// retrying.
+func TestNoSuccessWithoutRecordedOutcome(t *testing.T) {
+	t.Parallel()
+	fa := &outcomeFailingAudit{}
+	g := setupGoverned(t, func(a webmcp.Audit) webmcp.Audit { fa.Audit = a; return fa })
+	g.grant(t)
+	cs := connect(t, g.resource, g.tokenA(t), nil)
+	res, err := cs.CallTool(context.Background(), &sdk.CallToolParams{Name: "list_tasks", Arguments: map[string]any{}})
+	require.NoError(t, err)
+	require.True(t, res.IsError, textOf(res))
+	require.Contains(t, textOf(res), "could not record the outcome in the audit trail, so the result is withheld")
+	sc := res.StructuredContent.(map[string]any)["error"].(map[string]any)
+	require.Equal(t, "audit_unavailable", sc["kind"])
+	require.Equal(t, false, sc["retryable"])
+	require.Len(t, g.acme.Requests(), 1, "the call was made")
+	require.EqualValues(t, 1, fa.outcomes.Load())
+	require.Len(t, g.events(t, audit.Filter{Decision: audit.DecisionAllow}), 1, "its intent is recorded")
 }

@@ -147,6 +147,10 @@ type oauthError struct {
 func writeOAuthError(w http.ResponseWriter, status int, code, msg, prm string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// A temporary failure (a database or IdP outage): say when to retry.
+		w.Header().Set("Retry-After", "5")
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(oauthError{Error: code, ErrorDescription: msg, ResourceMetadata: prm, RequestID: w.Header().Get("X-Request-Id")})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/locksmithhq/locksmith/tenants"
 	"github.com/locksmithhq/locksmith/tenants/audit"
+	"github.com/locksmithhq/locksmith/tenants/egress"
 )
 
 // Protocol versions the endpoint branches on.
@@ -33,6 +34,12 @@ type callPlan struct {
 	path     string // audit: path template, or the upstream tool name
 	scopes   []string
 	proto    string // the request's protocol version
+	// local says the call sends nothing upstream (the connect tool): it
+	// does not pass the upstream's gate.
+	local bool
+	// verdict is what the upstream request(s) said about the upstream's
+	// health, set by the doFunc for the gate; the zero value is ignored.
+	verdict egress.Verdict
 }
 
 // protocolOf is the protocol version of a tools/call: the SDK's view of it
@@ -45,14 +52,18 @@ func protocolOf(rs *reqState, req *sdk.CallToolRequest) string {
 	return rs.version
 }
 
-// doFunc performs the upstream call with Token B ("" for auth mode none).
+// doFunc performs the upstream call with Token B ("" for auth mode none)
+// and sets the plan's verdict.
 type doFunc func(ctx context.Context, token string) (*sdk.CallToolResult, Outcome, error)
 
 // run is the hot path after argument checks: policy (with approvals) →
-// broker (Token B) → audit intent, committed → upstream → audit outcome,
+// broker (Token B) → audit intent, committed → the upstream's gate
+// (circuit breaker and in-flight bound) → upstream → audit outcome,
 // committed → respond. Refused and held calls are audited by their intent
-// alone. Errors returned are JSON-RPC errors (e.g. -32042); everything the
-// agent can act on is a tool result.
+// alone; a call the gate refuses is audited like a broker failure (intent,
+// then an upstream_error outcome) and nothing is sent upstream. Errors
+// returned are JSON-RPC errors (e.g. -32042); everything the agent can act
+// on is a tool result.
 //
 // The broker runs before the intent so that the intent records the Token B
 // scopes actually used and whether they were narrowed; the broker calls no
@@ -136,9 +147,11 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 	if auditErr != nil {
 		h.log.ErrorContext(ctx, "mcp audit intent failed", "tenant_id", rs.snap.tenant.ID, "tool", p.tool.Name, "request_id", rs.requestID, "err", auditErr)
 	}
-	finish := func(out Outcome) {
+	// finish records the outcome; it reports whether that failed (the
+	// writer already retried through a short database outage).
+	finish := func(out Outcome) (failed bool) {
 		if auditErr != nil {
-			return
+			return false
 		}
 		out.Latency = h.cfg.Now().Sub(start)
 		if !p.tool.LogBodies {
@@ -149,7 +162,9 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 		}
 		if err := h.cfg.Audit.Outcome(context.WithoutCancel(ctx), rs.snap.tenant.ID, auditID, out); err != nil {
 			h.log.ErrorContext(ctx, "mcp audit outcome failed", "audit_id", auditID, "request_id", rs.requestID, "err", err)
+			return true
 		}
+		return false
 	}
 
 	if brokerErr != nil {
@@ -178,7 +193,25 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 		return retryable("Locksmith could not record this call in the audit trail, so it did not call "+p.upstream.Name+"; retry in a moment", 0), nil
 	}
 
+	var permit egress.Permit
+	if !p.local {
+		var gateErr error
+		if permit, gateErr = h.gate(ctx, rs.snap.tenant.ID, p.upstream); gateErr != nil {
+			finish(gateOutcome(gateErr))
+			return unavailable(p.upstream, gateErr), nil
+		}
+	}
+	settled := p.local
+	defer func() {
+		if !settled { // do panicked: free the slot (and the probe) anyway
+			permit.Done(egress.Verdict{})
+		}
+	}()
 	res, out, err := do(ctx, tok.Value)
+	if !settled {
+		settled = true
+		h.settle(ctx, rs.snap.tenant.ID, p.upstream, permit, p.verdict)
+	}
 	out.TokenScopes, out.Narrowed = tok.Scopes, tok.Narrowed
 	var cre *ConsentRequiredError
 	if errors.As(err, &cre) {
@@ -190,7 +223,13 @@ func (h *Handler) run(ctx context.Context, p *callPlan, do doFunc) (*sdk.CallToo
 	if out.Error == "" && out.Result != "" && out.Result != "ok" {
 		out.Error = out.Result
 	}
-	finish(out)
+	if finish(out) && err == nil && (res == nil || !res.IsError) {
+		// Every success an agent sees has its outcome in the audit trail:
+		// when the outcome can't be recorded, the result is withheld. The
+		// call was made, so the agent is told to check, not to retry.
+		return toolError("audit_unavailable", "Locksmith called "+p.upstream.Name+" but could not record the outcome in the audit trail, so the result is withheld. The call may have taken effect: check in "+
+			p.upstream.Name+" before retrying (request id "+rs.requestID+").", map[string]any{"retryable": false}), nil
+	}
 	return res, err
 }
 

@@ -16,6 +16,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/locksmithhq/locksmith/tenants/egress"
 	"github.com/locksmithhq/locksmith/tenants/tokena"
 )
 
@@ -66,6 +67,25 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// BreakerThreshold is how many consecutive failed calls to one upstream
+	// of one tenant (connection refused, timeout, DNS or TLS failure, 5xx;
+	// never 4xx) open its circuit on this instance. An open circuit refuses
+	// calls with a retryable tool error, without contacting the upstream,
+	// for BreakerCoolDown, then lets exactly one probe through: success
+	// closes it, failure opens it again. A 429 does not count (see doc.go).
+	// 0 means egress.DefaultBreakerThreshold (5); negative is an error.
+	BreakerThreshold int
+	// BreakerCoolDown is how long an open circuit refuses calls before one
+	// probe; 0 means egress.DefaultBreakerCoolDown (30 s).
+	BreakerCoolDown time.Duration
+	// UpstreamMaxInFlight bounds the calls in flight to one upstream of one
+	// tenant from this instance; 0 means egress.DefaultMaxInFlight (64).
+	UpstreamMaxInFlight int
+	// UpstreamSlotWait is how long a call waits for a free slot when
+	// UpstreamMaxInFlight calls are in flight (at most until the request
+	// ends) before failing with a retryable tool error; 0 means
+	// egress.DefaultInFlightWait (2 s).
+	UpstreamSlotWait time.Duration
 	// UnprefixedSingleUpstream relays the tools of a tenant's only MCP
 	// upstream under their own names when the tenant has no catalog tools,
 	// instead of "{slug}.{tool}". It exists so the MCP conformance suite
@@ -88,6 +108,7 @@ type Handler struct {
 	caps     *capMemo
 	state    *stateCodec
 	relay    *relay
+	gates    *egress.Breakers[upstreamKey]
 	log      *slog.Logger
 	fast     atomic.Int64 // tools/calls served by the fast path
 }
@@ -137,7 +158,13 @@ func New(cfg Config) (*Handler, error) {
 	if h.state, err = newStateCodec(cfg.Sealer, cfg.Now); err != nil {
 		return nil, err
 	}
-	h.relay = newRelay(cfg.HTTPClient, cfg.Logger, cfg.Now)
+	if h.gates, err = egress.NewBreakers[upstreamKey](egress.BreakerOptions{
+		Threshold: cfg.BreakerThreshold, CoolDown: cfg.BreakerCoolDown,
+		MaxInFlight: cfg.UpstreamMaxInFlight, InFlightWait: cfg.UpstreamSlotWait, Now: cfg.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("mcp: upstream gates: %w", err)
+	}
+	h.relay = newRelay(cfg.HTTPClient, cfg.Logger, cfg.Now, h.gates)
 	h.sdk = sdk.NewStreamableHTTPHandler(func(r *http.Request) *sdk.Server {
 		rs, _ := r.Context().Value(reqStateKey{}).(*reqState)
 		if rs == nil {

@@ -17,6 +17,7 @@ import (
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/egress"
 )
 
 // Relay limits.
@@ -40,6 +41,7 @@ type relay struct {
 	hc    *http.Client
 	log   *slog.Logger
 	now   func() time.Time
+	gates *egress.Breakers[upstreamKey]
 	mu    sync.Mutex
 	lists map[listKey]listEntry
 }
@@ -54,18 +56,19 @@ type listEntry struct {
 	at    time.Time
 }
 
-func newRelay(hc *http.Client, log *slog.Logger, now func() time.Time) *relay {
-	return &relay{hc: hc, log: log, now: now, lists: make(map[listKey]listEntry)}
+func newRelay(hc *http.Client, log *slog.Logger, now func() time.Time, gates *egress.Breakers[upstreamKey]) *relay {
+	return &relay{hc: hc, log: log, now: now, gates: gates, lists: make(map[listKey]listEntry)}
 }
 
 // upstreamTransport adds Token B to requests for the upstream's own host
-// (never to a redirect elsewhere) and remembers refusals.
+// (never to a redirect elsewhere) and remembers refusals and failures.
 type upstreamTransport struct {
 	base   http.RoundTripper
 	host   string
 	token  string
 	mu     sync.Mutex
-	status int // last 401 or 403 seen
+	status int            // last 401 or 403 seen
+	failed egress.Verdict // last failed exchange (transport error, 5xx, 429)
 }
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -74,9 +77,14 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		req.Header.Set("Authorization", "Bearer "+t.token)
 	}
 	resp, err := t.base.RoundTrip(req)
-	if err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+	refused := err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden)
+	if v := egress.Judge(resp, err); refused || v.Failed() {
 		t.mu.Lock()
-		t.status = resp.StatusCode
+		if refused {
+			t.status = resp.StatusCode
+		} else {
+			t.failed = v
+		}
 		t.mu.Unlock()
 	}
 	return resp, err
@@ -86,6 +94,35 @@ func (t *upstreamTransport) refused() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.status
+}
+
+func (t *upstreamTransport) failure() egress.Verdict {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failed
+}
+
+// relayVerdict is the gate's view of a relayed exchange with an upstream
+// MCP server that ended with err (parent is the agent's request context).
+// An answer of any kind, a JSON-RPC error or a 401/403 included, is
+// Healthy; a transport failure, 5xx or 429 seen on the way is Unhealthy (or
+// BackOff); a call the agent abandoned, or one that never reached the
+// network, is no verdict.
+func relayVerdict(parent context.Context, ut *upstreamTransport, err error) egress.Verdict {
+	switch {
+	case err == nil:
+		return egress.Healthy()
+	case ut == nil || parent.Err() != nil || errors.Is(err, context.Canceled):
+		return egress.Verdict{}
+	}
+	if v := ut.failure(); v.Failed() {
+		return v
+	}
+	var je *jsonrpc.Error
+	if ut.refused() != 0 || errors.As(err, &je) {
+		return egress.Healthy()
+	}
+	return egress.Unhealthy()
 }
 
 // connect opens a client session to up with token ("" for none).
@@ -112,7 +149,9 @@ func (r *relay) connect(ctx context.Context, up tenants.Upstream, token string, 
 	return cs, ut, err
 }
 
-// list returns the upstream's tools for a user, cached briefly.
+// list returns the upstream's tools for a user, cached briefly. A cache miss
+// passes the upstream's gate; a refusal (*egress.UnavailableError) is
+// returned as is and the caller skips the upstream.
 func (r *relay) list(ctx context.Context, tenantID uuid.UUID, subject string, up tenants.Upstream, token string) ([]*sdk.Tool, error) {
 	k := listKey{tenantID, up.ID, subject}
 	r.mu.Lock()
@@ -121,22 +160,17 @@ func (r *relay) list(ctx context.Context, tenantID uuid.UUID, subject string, up
 	if ok && r.now().Sub(e.at) < relayListTTL {
 		return e.tools, nil
 	}
+	permit, err := r.gates.Acquire(ctx, upstreamKey{tenantID, up.ID})
+	if err != nil {
+		return nil, err
+	}
+	parent := ctx
 	ctx, cancel := detach(ctx, relayCallTimeout)
 	defer cancel()
-	cs, ut, err := r.connect(ctx, up, token, nil)
+	tools, ut, err := r.listTools(ctx, up, token)
+	settleGate(parent, r.log, r.gates, tenantID, up, permit, relayVerdict(parent, ut, err))
 	if err != nil {
 		return nil, r.classify(up, ut, err)
-	}
-	defer cs.Close()
-	var tools []*sdk.Tool
-	for t, err := range cs.Tools(ctx, nil) {
-		if err != nil {
-			return nil, r.classify(up, ut, err)
-		}
-		tools = append(tools, t)
-		if len(tools) >= relayMaxTools {
-			break
-		}
 	}
 	r.mu.Lock()
 	if len(r.lists) > 10_000 {
@@ -145,6 +179,26 @@ func (r *relay) list(ctx context.Context, tenantID uuid.UUID, subject string, up
 	r.lists[k] = listEntry{tools: tools, at: r.now()}
 	r.mu.Unlock()
 	return tools, nil
+}
+
+// listTools lists the upstream's tools in one client session.
+func (r *relay) listTools(ctx context.Context, up tenants.Upstream, token string) ([]*sdk.Tool, *upstreamTransport, error) {
+	cs, ut, err := r.connect(ctx, up, token, nil)
+	if err != nil {
+		return nil, ut, err
+	}
+	defer cs.Close()
+	var tools []*sdk.Tool
+	for t, err := range cs.Tools(ctx, nil) {
+		if err != nil {
+			return nil, ut, err
+		}
+		tools = append(tools, t)
+		if len(tools) >= relayMaxTools {
+			break
+		}
+	}
+	return tools, ut, nil
 }
 
 // cached returns the last listed definition of an upstream tool, if any.
@@ -174,6 +228,12 @@ func (r *relay) classify(up tenants.Upstream, ut *upstreamTransport, err error) 
 			return &ConsentRequiredError{Reason: "upstream_refused_token"}
 		case http.StatusForbidden:
 			return errUpstreamRefused
+		}
+		if ut.failure().Failed() {
+			// A transport failure, 5xx or 429 on the way: the SDK reports
+			// these as a JSON-RPC "rejected by transport" error, but the
+			// upstream did not answer the call.
+			return &RetryableError{Err: fmt.Errorf("mcp: upstream %s: %w", up.Slug, err)}
 		}
 	}
 	var je *jsonrpc.Error
@@ -296,7 +356,7 @@ func (h *Handler) addConnectTool(srv *sdk.Server, rs *reqState, up tenants.Upstr
 	}
 	_ = safeAddTool(srv, t, func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
 		cat := tenants.Tool{TenantID: rs.snap.tenant.ID, UpstreamID: up.ID, Name: t.Name, Method: "MCP", PathTemplate: "connect", Risk: tenants.RiskRead, Enabled: true}
-		p := &callPlan{rs: rs, req: req, tool: cat, upstream: up, method: "MCP", path: "connect"}
+		p := &callPlan{rs: rs, req: req, tool: cat, upstream: up, method: "MCP", path: "connect", local: true}
 		return h.run(ctx, p, func(ctx context.Context, token string) (*sdk.CallToolResult, Outcome, error) {
 			h.relay.forget(rs.snap.tenant.ID, rs.principal.Subject, up)
 			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{
@@ -340,6 +400,7 @@ func (h *Handler) callRelay(actx context.Context, rs *reqState, req *sdk.CallToo
 		}
 		cs, ut, err := h.relay.connect(ctx, up, token, opts)
 		if err != nil {
+			p.verdict = relayVerdict(actx, ut, err)
 			return h.relayFailure(rs, up, ut, err)
 		}
 		// Close drains the notifications the client has queued (progress and
@@ -363,6 +424,7 @@ func (h *Handler) callRelay(actx context.Context, rs *reqState, req *sdk.CallToo
 		res, err := cs.CallTool(ctx, params)
 		closed = true
 		_ = cs.Close()
+		p.verdict = relayVerdict(actx, ut, err)
 		if err != nil {
 			return h.relayFailure(rs, up, ut, err)
 		}
@@ -395,7 +457,7 @@ func (h *Handler) relayFailure(rs *reqState, up tenants.Upstream, ut *upstreamTr
 	case errors.Is(err, errUpstreamRefused):
 		return toolError("permission", "the upstream refused: your account lacks permission for this at "+up.Name, map[string]any{"status": http.StatusForbidden}),
 			Outcome{Result: "tool_error", Status: http.StatusForbidden}, nil
-	case errors.As(err, &je):
+	case errors.As(err, &je) && !errors.As(err, new(*RetryableError)):
 		return toolError("upstream", fmt.Sprintf("%s refused the call: %s", up.Name, truncate(je.Message, 300)), map[string]any{"code": je.Code}),
 			Outcome{Result: "tool_error", Error: "jsonrpc"}, nil
 	}

@@ -2,16 +2,19 @@ package mcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/locksmithhq/locksmith/tenants"
+	"github.com/locksmithhq/locksmith/tenants/egress"
 )
 
 // Resources, resource templates, prompts and completions of upstream MCP
@@ -218,6 +221,14 @@ func (h *Handler) eachUpstream(ctx context.Context, rs *reqState, method string,
 			if tok.RevokeAfterUse {
 				defer h.cfg.Broker.AfterUse(ctx, rs.snap.tenant.ID, up.ID, tok)
 			}
+			permit, err := h.gate(ctx, rs.snap.tenant.ID, up)
+			if err != nil {
+				h.log.WarnContext(ctx, "mcp upstream "+method+" unavailable", "tenant_id", rs.snap.tenant.ID, "upstream", up.Slug,
+					"request_id", rs.requestID, "err", err)
+				return
+			}
+			var verdict egress.Verdict
+			defer func() { h.settle(ctx, rs.snap.tenant.ID, up, permit, verdict) }()
 			cctx, cancel := detach(ctx, relayCallTimeout)
 			defer cancel()
 			cs, ut, err := h.relay.connect(cctx, up, tok.Value, nil)
@@ -225,6 +236,7 @@ func (h *Handler) eachUpstream(ctx context.Context, rs *reqState, method string,
 				defer cs.Close()
 				err = fn(cctx, up, cs)
 			}
+			verdict = relayVerdict(ctx, ut, err)
 			if err != nil {
 				h.log.WarnContext(ctx, "mcp upstream "+method+" unavailable", "tenant_id", rs.snap.tenant.ID, "upstream", up.Slug,
 					"request_id", rs.requestID, "err", h.relay.classify(up, ut, err))
@@ -378,6 +390,17 @@ func (h *Handler) featureCall(ctx context.Context, rs *reqState, req sdk.Request
 		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "Locksmith could not record this read in the audit trail, so it did not call " + up.Name + "; retry in a moment"}
 	}
 	out := Outcome{Result: "ok", Status: http.StatusOK, TokenScopes: tok.Scopes, Narrowed: tok.Narrowed}
+	permit, err := h.gate(ctx, rs.snap.tenant.ID, up)
+	if err != nil {
+		out = gateOutcome(err)
+		out.TokenScopes, out.Narrowed, out.Latency = tok.Scopes, tok.Narrowed, h.cfg.Now().Sub(start)
+		if aerr := h.cfg.Audit.Outcome(context.WithoutCancel(ctx), rs.snap.tenant.ID, auditID, out); aerr != nil {
+			h.log.ErrorContext(ctx, "mcp audit outcome failed", "audit_id", auditID, "request_id", rs.requestID, "err", aerr)
+		}
+		msg, after, reason := unavailableText(up, err)
+		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("%s (after %d s)", msg, after/time.Second),
+			Data: json.RawMessage(fmt.Sprintf(`{"retryable":true,"retry_after_seconds":%d,"reason":%q}`, after/time.Second, reason))}
+	}
 	cctx, cancel := detach(ctx, relayCallTimeout)
 	defer cancel()
 	cs, ut, err := h.relay.connect(cctx, up, tok.Value, nil)
@@ -385,6 +408,7 @@ func (h *Handler) featureCall(ctx context.Context, rs *reqState, req sdk.Request
 		err = do(cctx, cs)
 		_ = cs.Close()
 	}
+	h.settle(ctx, rs.snap.tenant.ID, up, permit, relayVerdict(ctx, ut, err))
 	if err != nil {
 		err = h.relay.classify(up, ut, err)
 	}
@@ -401,7 +425,7 @@ func (h *Handler) featureCall(ctx context.Context, rs *reqState, req sdk.Request
 	case errors.Is(err, errUpstreamRefused):
 		out.Result, out.Status, out.Error = "tool_error", http.StatusForbidden, "forbidden"
 		err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "the upstream refused: your account lacks permission for this at " + up.Name}
-	case errors.As(err, &je):
+	case errors.As(err, &je) && !errors.As(err, new(*RetryableError)):
 		out.Result, out.Error = "tool_error", "jsonrpc"
 	default:
 		h.log.Warn("mcp relay failed", "tenant_id", rs.snap.tenant.ID, "upstream", up.Slug, "request_id", rs.requestID, "err", err)

@@ -47,12 +47,14 @@ func (h *Handler) callREST(ctx context.Context, rs *reqState, req *sdk.CallToolR
 		}
 		hreq.Header.Set("X-Request-Id", rs.requestID)
 		resp, err := h.cfg.HTTPClient.Do(hreq)
+		p.verdict = egress.Judge(resp, err)
 		if err != nil {
 			return transportError(up, err), Outcome{Result: "upstream_error", Error: errorKind(err)}, nil
 		}
 		defer resp.Body.Close()
 		body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResultBytes+1))
 		if err != nil {
+			p.verdict = egress.Judge(nil, err)
 			return transportError(up, err), Outcome{Result: "upstream_error", Status: resp.StatusCode, Error: errorKind(err)}, nil
 		}
 		if len(body) > MaxResultBytes {
