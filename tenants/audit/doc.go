@@ -13,17 +13,15 @@
 // need no outcome.
 //
 // Writes are group-committed: a few flusher goroutines (a tenant always
-// maps to the same one) take every event queued while their in-flight
-// batches were busy and write them in one round trip of two transactions:
-// the events (one multi-row INSERT per tenant, sequence numbers taken from
-// the tenant's head row) committed with synchronous_commit off, which
-// releases the head's row lock without waiting for the disk, then a flush
-// barrier, a tiny synchronous commit that PostgreSQL can only finish once
-// the WAL up to it, the events' commit included, is on disk. Each caller is
-// answered after the barrier, so "committed" means durable, and the
-// tenant's next batch can take the head lock while this one's flush runs
-// (two batches in flight per flusher). The queue is bounded; a full queue
-// blocks callers (back-pressure) until their context ends.
+// maps to the same one) take every event queued while their previous
+// transaction committed and write them in one transaction (one multi-row
+// INSERT per tenant, sequence numbers taken from the tenant's head row),
+// and each caller waits for its own batch's COMMIT, WAL flush included. A
+// batch whose transaction certainly did not commit because the connection
+// was lost (a database restart or failover) is written again for up to
+// WriterConfig.RetryFor; one that may have committed never is. The queue
+// is bounded; a full queue blocks callers (back-pressure) until their
+// context ends.
 //
 // # Append-only
 //

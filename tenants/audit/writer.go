@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,11 +33,6 @@ const (
 	DefaultFlushers = 4
 	// flushTimeout bounds one batch transaction.
 	flushTimeout = 30 * time.Second
-	// DefaultInFlight is how many batch transactions one flusher may have
-	// in flight at once.
-	DefaultInFlight = 2
-	// flushSlots is the number of audit_flush_slots rows (migration 0009).
-	flushSlots = 64
 	// DefaultRetryFor is how long a batch that certainly did not commit
 	// because the database connection was lost or refused is retried.
 	DefaultRetryFor = 10 * time.Second
@@ -55,9 +49,6 @@ type WriterConfig struct {
 	MaxBatch  int
 	QueueSize int
 	Flushers  int
-	// InFlight is how many batches one flusher may have in flight (each
-	// holds a connection until its WAL flush); defaults to DefaultInFlight.
-	InFlight int
 	// Now is the clock events are stamped with; nil means time.Now.
 	Now func() time.Time
 	// RetryFor is how long a batch whose transaction failed because the
@@ -146,7 +137,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		return nil, errors.New("audit: writer: db is required")
 	case cfg.Logger == nil:
 		return nil, errors.New("audit: writer: logger is required")
-	case cfg.MaxBatch < 0 || cfg.QueueSize < 0 || cfg.Flushers < 0 || cfg.InFlight < 0:
+	case cfg.MaxBatch < 0 || cfg.QueueSize < 0 || cfg.Flushers < 0:
 		return nil, errors.New("audit: writer: sizes must not be negative")
 	}
 	if cfg.MaxBatch == 0 {
@@ -158,9 +149,6 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.Flushers == 0 {
 		cfg.Flushers = DefaultFlushers
 	}
-	if cfg.InFlight == 0 {
-		cfg.InFlight = DefaultInFlight
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -168,20 +156,11 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 		cfg.RetryFor = DefaultRetryFor
 	}
 	w := &Writer{db: cfg.DB, logger: cfg.Logger, now: cfg.Now, maxBatch: cfg.MaxBatch, retryFor: max(cfg.RetryFor, 0)}
-	// Each in-flight batch has its own audit_flush_slots row; writers of
-	// different processes start at different rows, so their barriers
-	// rarely share one.
-	slot := rand.Int32N(flushSlots)
 	for range cfg.Flushers {
 		q := make(chan *pending, max(cfg.QueueSize/cfg.Flushers, 1))
 		w.queues = append(w.queues, q)
-		flights := make(chan *flight, cfg.InFlight)
-		for range cfg.InFlight {
-			flights <- &flight{batch: make([]*pending, 0, cfg.MaxBatch), slot: slot}
-			slot = (slot + 1) % flushSlots
-		}
 		w.wg.Add(1)
-		go w.flusher(q, flights)
+		go w.flusher(q)
 	}
 	return w, nil
 }
@@ -311,47 +290,28 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 }
 
-// flight is what one in-flight batch needs: its events, its column
-// arrays and its flush barrier row.
-type flight struct {
-	batch []*pending
-	cols  columns
-	slot  int32
-}
-
-// flusher writes queue's events, batching every event queued while its
-// flights were busy; it waits for a free flight first, so a batch takes
-// everything that arrived meanwhile.
-func (w *Writer) flusher(queue chan *pending, flights chan *flight) {
+// flusher writes queue's events: it takes every event queued while its
+// previous batch was being written and writes them as one batch.
+func (w *Writer) flusher(queue chan *pending) {
 	defer w.wg.Done()
-	var inFlight sync.WaitGroup
-	defer inFlight.Wait()
-	for {
-		f := <-flights
-		p, ok := <-queue
-		if !ok {
-			return
-		}
-		f.batch = append(f.batch[:0], p)
+	batch := make([]*pending, 0, w.maxBatch)
+	cols := &columns{}
+	for p := range queue {
+		batch = append(batch[:0], p)
 	fill:
-		for len(f.batch) < w.maxBatch {
+		for len(batch) < w.maxBatch {
 			select {
 			case p, ok := <-queue:
 				if !ok {
 					break fill
 				}
-				f.batch = append(f.batch, p)
+				batch = append(batch, p)
 			default:
 				break fill
 			}
 		}
-		inFlight.Add(1)
-		go func() {
-			defer inFlight.Done()
-			w.write(f.batch, f)
-			clear(f.batch)
-			flights <- f
-		}()
+		w.write(batch, cols)
+		clear(batch)
 	}
 }
 
@@ -362,13 +322,13 @@ func (w *Writer) flusher(queue chan *pending, flights chan *flight) {
 // the connection was lost or refused is first retried as a whole (see
 // WriterConfig.RetryFor); if the database stays away, its callers get the
 // error.
-func (w *Writer) write(batch []*pending, f *flight) {
-	state, err := w.flushRetrying(batch, f)
+func (w *Writer) write(batch []*pending, cols *columns) {
+	state, err := w.flushRetrying(batch, cols)
 	if err != nil && state == notCommitted && !lsql.IsConnectionError(err) && len(batch) > 1 && batch[0].tenant != batch[len(batch)-1].tenant {
 		// flush sorted the batch by tenant.
 		for lo := 0; lo < len(batch); {
 			hi := tenantRun(batch, lo)
-			w.write(batch[lo:hi], f)
+			w.write(batch[lo:hi], cols)
 			lo = hi
 		}
 		return
@@ -388,11 +348,11 @@ func (w *Writer) write(batch []*pending, f *flight) {
 // flushRetrying flushes batch, and again, with backoff, while it fails
 // for a lost or refused connection without having committed, for up to
 // w.retryFor.
-func (w *Writer) flushRetrying(batch []*pending, f *flight) (commitState, error) {
+func (w *Writer) flushRetrying(batch []*pending, cols *columns) (commitState, error) {
 	deadline := time.Now().Add(w.retryFor)
 	backoff := retryBackoff
 	for attempt := 1; ; attempt++ {
-		state, err := w.flush(batch, f)
+		state, err := w.flush(batch, cols)
 		if err == nil {
 			if attempt > 1 {
 				w.logger.Info("audit batch written after the database came back", "events", len(batch), "attempts", attempt)
@@ -422,20 +382,25 @@ const (
 	// maybeCommitted: the connection broke after the batch was sent and
 	// before the COMMIT's answer arrived; the server may have committed.
 	maybeCommitted
-	// committed: the COMMIT succeeded (the flush barrier may still have
-	// failed, in which case the events are not known to be on disk).
+	// committed: the transaction committed.
 	committed
 )
 
-// sentStateOf is the commit state of a transaction whose statements
-// before the COMMIT's answer failed with err: the server answered (a
-// *pgconn.PgError, so it aborted the transaction) or nothing was sent
-// (the connection could not be had), else the connection broke with the
-// whole pipeline, COMMIT included, possibly executed.
-func sentStateOf(err error) commitState {
-	var pgErr *pgconn.PgError
+// sentStateOf is the commit state of a batch's implicit transaction that
+// failed with err, atCommit telling whether every statement had already
+// answered (the error came with the COMMIT at Sync). Nothing was sent (the
+// connection could not be had): not committed. The server answered a
+// statement with an error (it runs them in order and commits only at
+// Sync), or the COMMIT itself with an ERROR: not committed. Otherwise (the
+// connection broke, or the server ended the session, after the pipeline
+// was sent) the COMMIT may have gone through.
+func sentStateOf(err error, atCommit bool) commitState {
 	var ce *pgconn.ConnectError
-	if errors.As(err, &pgErr) || errors.As(err, &ce) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &ce) || pgconn.SafeToRetry(err) {
+		return notCommitted
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (!atCommit || pgErr.Severity == "ERROR") {
 		return notCommitted
 	}
 	return maybeCommitted
@@ -474,44 +439,30 @@ const insertSQL = `WITH h AS (
 )
 SELECT first FROM h`
 
-// flush writes batch in one round trip of two transactions and returns
-// once both are committed and the first is on disk:
-//
-//  1. per tenant, in tenant id order (so concurrent batches lock heads in
-//     the same order): set the tenant, allocate sequence numbers from its
-//     head and insert its rows; COMMIT with synchronous_commit off, which
-//     releases the heads' row locks without waiting for the WAL flush, so
-//     the tenant's next batch can take them while this one's flush runs;
-//  2. the flush barrier: an update of the flight's own audit_flush_slots
-//     row, committed synchronously. PostgreSQL flushes the WAL in order, so
-//     when this commit is on disk, the events' commit is too.
-//
+// flush writes batch in one implicit transaction (one pipeline, one Sync):
+// per tenant, in tenant id order (so concurrent flushers lock heads in the
+// same order), set the tenant and insert its rows. It returns after the
+// COMMIT, which waits for the WAL flush (synchronous_commit as configured).
 // It sorts batch by tenant, keeping each tenant's events in arrival order.
-// If a statement fails, the rest of the pipeline is skipped and the
-// connection, left in the failed transaction, is discarded by the pool.
-// state says whether the events were committed (they may be even when err
-// is set: the barrier failed, so they are not known to be on disk; or the
-// connection broke before the COMMIT's answer).
-func (w *Writer) flush(batch []*pending, f *flight) (state commitState, err error) {
+// state says whether the events were committed: on an error, certainly not
+// (the server refused a statement, or nothing was sent), or maybe (the
+// connection broke after the pipeline was sent).
+func (w *Writer) flush(batch []*pending, cols *columns) (state commitState, err error) {
 	slices.SortStableFunc(batch, func(a, b *pending) int { return bytes.Compare(a.tenant[:], b.tenant[:]) })
-	cols := &f.cols
 	cols.fill(batch)
 	b := &pgx.Batch{}
-	b.Queue("BEGIN")
 	for lo := 0; lo < len(batch); {
 		hi := tenantRun(batch, lo)
 		id := batch[lo].tenant
-		b.Queue("SELECT set_config('app.tenant_id', $1, true), set_config('synchronous_commit', 'off', true)", id.String())
+		b.Queue("SELECT set_config('app.tenant_id', $1, true)", id.String())
 		b.Queue(insertSQL, cols.args(id, lo, hi)...)
 		lo = hi
 	}
-	b.Queue("COMMIT")
-	b.Queue("UPDATE audit_flush_slots SET flushes = flushes + 1 WHERE slot = $1", f.slot)
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	br := w.db.Pool().SendBatch(ctx, b)
 	cols.release()
-	_, firstErr := br.Exec() // BEGIN
+	var firstErr error
 	for lo := 0; lo < len(batch) && firstErr == nil; {
 		hi := tenantRun(batch, lo)
 		if _, err := br.Exec(); err != nil {
@@ -528,28 +479,13 @@ func (w *Writer) flush(batch []*pending, f *flight) (state commitState, err erro
 		}
 		lo = hi
 	}
-	if firstErr == nil {
-		_, firstErr = br.Exec() // COMMIT
-		if firstErr == nil {
-			state = committed
-		}
-	}
-	if state != committed && firstErr != nil {
-		state = sentStateOf(firstErr)
-	}
-	if firstErr == nil {
-		tag, err := br.Exec() // the barrier
-		if err == nil && tag.RowsAffected() != 1 {
-			err = fmt.Errorf("flush barrier: audit_flush_slots row %d is missing", f.slot)
-		}
-		firstErr = err
-	}
-	// Close reads up to ReadyForQuery: the barrier's synchronous COMMIT.
+	// Close reads up to ReadyForQuery: the implicit transaction's COMMIT.
+	atCommit := firstErr == nil
 	if err := br.Close(); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	if firstErr != nil {
-		return state, fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
+		return sentStateOf(firstErr, atCommit), fmt.Errorf("write batch of %d events: %w", len(batch), lsql.Translate(firstErr))
 	}
 	return committed, nil
 }
