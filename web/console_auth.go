@@ -61,10 +61,8 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 		normalized = strings.ToLower(strings.TrimSpace(email))
 	}
 	keys := []string{"ip:" + s.clientIP(r), "email:" + normalized}
-	if wait, blocked := s.console.signIns.blocked(keys...); blocked {
-		secs := int(math.Ceil(wait.Seconds()))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		page.Errors = views.Errors{"": fmt.Sprintf("Too many sign-in attempts. Try again in %d seconds.", secs)}
+	if msg, blocked := s.authBlocked(w, "sign-in", keys...); blocked {
+		page.Errors = views.Errors{"": msg}
 		return s.render(w, r, http.StatusTooManyRequests, views.SignIn(page))
 	}
 
@@ -87,6 +85,18 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) error {
 	return redirect(w, r, page.Next)
 }
 
+// authBlocked reports whether keys are past the failed-attempt limit; if
+// so it sets Retry-After and returns the message for the form.
+func (s *Server) authBlocked(w http.ResponseWriter, what string, keys ...string) (string, bool) {
+	wait, blocked := s.console.signIns.blocked(keys...)
+	if !blocked {
+		return "", false
+	}
+	secs := int(math.Ceil(wait.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return fmt.Sprintf("Too many failed %s attempts. Try again in %d seconds.", what, secs), true
+}
+
 func (s *Server) signUpPage(w http.ResponseWriter, r *http.Request) error {
 	next := r.URL.Query().Get("next")
 	if signedIn(r) {
@@ -95,15 +105,23 @@ func (s *Server) signUpPage(w http.ResponseWriter, r *http.Request) error {
 	return s.render(w, r, http.StatusOK, views.SignUp(authPage(r, "Create an account", "/signin", next, "", nil)))
 }
 
-// signUp creates an account and signs it in.
+// signUp creates an account and signs it in. Failed attempts (a taken or
+// invalid email, a weak password) are counted per client IP like failed
+// sign-ins, so the form can't be used to probe which emails have accounts.
 func (s *Server) signUp(w http.ResponseWriter, r *http.Request) error {
 	if err := parseForm(r); err != nil {
 		return err
 	}
 	email, password, next := r.PostFormValue("email"), r.PostFormValue("password"), r.PostFormValue("next")
 	page := authPage(r, "Create an account", "/signin", next, email, nil)
+	key := "signup-ip:" + s.clientIP(r)
+	if msg, blocked := s.authBlocked(w, "sign-up", key); blocked {
+		page.Errors = views.Errors{"": msg}
+		return s.render(w, r, http.StatusTooManyRequests, views.SignUp(page))
+	}
 	acct, err := s.cfg.Tenants.SignUp(r.Context(), email, password)
 	if err != nil {
+		s.console.signIns.fail(key)
 		errs, status, ok := formErrors(err, "email", "password")
 		if !ok {
 			return err
@@ -135,15 +153,22 @@ func (s *Server) setPasswordPage(w http.ResponseWriter, r *http.Request) error {
 	return s.render(w, r, http.StatusOK, views.SetPassword(p))
 }
 
-// setPassword consumes a one-time set-password link and signs the account in.
+// setPassword consumes a one-time set-password link and signs the account
+// in. Failed posts are counted per client IP, so links can't be guessed.
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	if err := parseForm(r); err != nil {
 		return err
 	}
 	tok := r.PostFormValue("token")
 	p := views.AuthPage{Head: head(r, "Set your password"), Token: tok}
+	key := "setpw-ip:" + s.clientIP(r)
+	if msg, blocked := s.authBlocked(w, "set-password", key); blocked {
+		p.Errors = views.Errors{"": msg}
+		return s.render(w, r, http.StatusTooManyRequests, views.SetPassword(p))
+	}
 	acct, err := s.cfg.Tenants.SetPasswordWithToken(r.Context(), tok, r.PostFormValue("password"))
 	if err != nil {
+		s.console.signIns.fail(key)
 		errs, status, ok := formErrors(err, "password")
 		if !ok {
 			return err

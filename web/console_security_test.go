@@ -206,7 +206,7 @@ func TestSignInRateLimit(t *testing.T) {
 	}
 	r := br.signIn(email, testPassword)
 	require.Equal(t, http.StatusTooManyRequests, r.status, "even the right password waits")
-	require.Regexp(t, `Too many sign-in attempts. Try again in \d+ seconds.`, r.body)
+	require.Regexp(t, `Too many failed sign-in attempts. Try again in \d+ seconds.`, r.body)
 	require.NotEmpty(t, r.header.Get("Retry-After"))
 
 	// Per IP: failures spread over many emails from one address are capped too.
@@ -316,4 +316,41 @@ func TestSafeNext(t *testing.T) {
 	} {
 		require.Equal(t, want, safeNext(in), in)
 	}
+}
+
+// TestSignUpAndSetPasswordRateLimit: failed sign-ups (probing which emails
+// have accounts) and failed set-password posts (guessing links) are capped
+// per client IP like failed sign-ins; successes are not counted.
+func TestSignUpAndSetPasswordRateLimit(t *testing.T) {
+	t.Parallel()
+	b := setupConsole(t)
+	br := b.browser(t)
+	taken := "taken-" + uniq() + "@acme.example"
+	br.signUp(taken)
+	require.Equal(t, http.StatusSeeOther, br.post("/signout", nil).status)
+	br.signUp("fresh-" + uniq() + "@acme.example") // a success doesn't count
+	require.Equal(t, http.StatusSeeOther, br.post("/signout", nil).status)
+
+	for range signInLimit {
+		r := br.post("/signup", url.Values{"email": {taken}, "password": {testPassword}})
+		require.NotEqual(t, http.StatusTooManyRequests, r.status)
+		require.NotEqual(t, http.StatusSeeOther, r.status, "a taken email is refused")
+	}
+	r := br.post("/signup", url.Values{"email": {"another-" + uniq() + "@acme.example"}, "password": {testPassword}})
+	require.Equal(t, http.StatusTooManyRequests, r.status, "even a good sign-up waits once the IP is over the limit")
+	require.Regexp(t, `Too many failed sign-up attempts. Try again in \d+ seconds.`, r.body)
+	require.NotEmpty(t, r.header.Get("Retry-After"))
+	// Sign-in is counted apart: this IP can still sign in.
+	require.Equal(t, http.StatusSeeOther, br.signIn(taken, testPassword).status)
+
+	b2 := setupConsole(t)
+	br2 := b2.browser(t)
+	for i := range signInLimit {
+		r := br2.post("/set-password", url.Values{"token": {fmt.Sprintf("guess-%d", i)}, "password": {testPassword}})
+		require.NotEqual(t, http.StatusTooManyRequests, r.status)
+		require.NotEqual(t, http.StatusSeeOther, r.status, "a guessed link is refused")
+	}
+	r = br2.post("/set-password", url.Values{"token": {"guess-last"}, "password": {testPassword}})
+	require.Equal(t, http.StatusTooManyRequests, r.status)
+	require.Regexp(t, `Too many failed set-password attempts. Try again in \d+ seconds.`, r.body)
 }

@@ -32,7 +32,10 @@ import (
 // carry this server's origin.
 
 // signInLimit and signInWindow bound failed sign-ins per client IP and per
-// email. Counters live in memory, so the limit is per instance.
+// email, and, counted apart, failed sign-ups (a taken or invalid email:
+// probing which emails have accounts) and failed set-password posts (a
+// wrong or used link: guessing links) per client IP. Counters live in
+// memory, so the limit is per instance.
 const (
 	signInLimit  = 10
 	signInWindow = time.Minute
@@ -40,7 +43,9 @@ const (
 
 // consoleState is the console's per-server state.
 type consoleState struct {
-	cop     *http.CrossOriginProtection
+	cop *http.CrossOriginProtection
+	// signIns counts failed sign-ins, sign-ups and set-password posts
+	// (keys "ip:", "email:", "signup-ip:", "setpw-ip:").
 	signIns *limiter
 	// webhookTests counts "Send a test event" uses per tenant.
 	webhookTests *limiter
