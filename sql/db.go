@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,10 @@ type Querier interface {
 type DB struct {
 	pool *pgxpool.Pool
 }
+
+// DefaultConnectTimeout bounds one connection attempt when DATABASE_URL
+// sets no connect_timeout.
+const DefaultConnectTimeout = 10 * time.Second
 
 // Options configures Open.
 type Options struct {
@@ -52,6 +57,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// Without a connect_timeout in the URL a connection attempt to a
+		// database that silently drops packets (a failover, a broken
+		// route) waits for the operating system's TCP timeout, minutes,
+		// and so would every reconnect: of the pool, and of the LISTEN
+		// connections, which copy this configuration.
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
 	if opts.AssumeRole {
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {

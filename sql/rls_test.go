@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -306,4 +307,27 @@ func TestNoSessionLevelTenantSetting(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Empty(t, found, "session-level tenant settings found")
+}
+
+// TestOpenBoundsConnectAttempts: without connect_timeout in the URL a
+// connection attempt is bounded by DefaultConnectTimeout (the pool's and,
+// through the copied configuration, the LISTEN connections'); a URL that
+// sets one keeps it.
+func TestOpenBoundsConnectAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := lsql.Open(ctx, lsql.Options{URL: sqltest.OwnerURL(t), AssumeRole: true, MaxConns: 1})
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, lsql.DefaultConnectTimeout, db.Pool().Config().ConnConfig.ConnectTimeout)
+
+	u := sqltest.OwnerURL(t)
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	db2, err := lsql.Open(ctx, lsql.Options{URL: u + sep + "connect_timeout=3", AssumeRole: true, MaxConns: 1})
+	require.NoError(t, err)
+	defer db2.Close()
+	require.Equal(t, 3*time.Second, db2.Pool().Config().ConnConfig.ConnectTimeout)
 }
