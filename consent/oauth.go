@@ -128,7 +128,7 @@ func (b *Broker) postForm(ctx context.Context, op, endpoint string, auth clientA
 		return body, resp.StatusCode, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return tokenBody{}, resp.StatusCode, &RetryableError{Op: op, Status: resp.StatusCode, Code: safeCode(body.Error),
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+			RetryAfter: min(egress.RetryAfter(resp.Header, time.Now()), time.Hour)}
 	default:
 		return tokenBody{}, resp.StatusCode, &OAuthError{Op: op, Status: resp.StatusCode, Code: safeCode(body.Error),
 			Description: safeDescription(body.ErrorDescription)}
@@ -176,19 +176,4 @@ func safeDescription(d string) string {
 		d = d[:200]
 	}
 	return d
-}
-
-// parseRetryAfter reads a Retry-After header (delay in seconds or an HTTP
-// date); zero when absent or unparsable. It is capped at one hour.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return min(max(d, 0), time.Hour)
 }

@@ -20,9 +20,6 @@ const (
 	// DefaultBreakerCoolDown is how long a circuit stays open before one
 	// probe call is let through.
 	DefaultBreakerCoolDown = 30 * time.Second
-	// DefaultBreakerMaxBackOff caps the open period asked for by an
-	// upstream's Retry-After.
-	DefaultBreakerMaxBackOff = 5 * time.Minute
 	// DefaultMaxInFlight is how many calls may be in flight to one key at
 	// once.
 	DefaultMaxInFlight = 64
@@ -59,9 +56,6 @@ type BreakerOptions struct {
 	// CoolDown is how long a circuit stays open before one probe is let
 	// through. Zero means DefaultBreakerCoolDown (30 s).
 	CoolDown time.Duration
-	// MaxBackOff caps the open period a BackOff verdict (an upstream's 429
-	// with Retry-After) asks for. Zero means DefaultBreakerMaxBackOff (5 min).
-	MaxBackOff time.Duration
 	// MaxInFlight bounds the calls in flight to one key at once. Zero means
 	// DefaultMaxInFlight (64).
 	MaxInFlight int
@@ -79,16 +73,13 @@ type BreakerOptions struct {
 //
 // Each key's circuit is a three-state machine:
 //
-//	          Threshold consecutive Unhealthy verdicts,
-//	          or one BackOff verdict (429 with Retry-After)
+//	          Threshold consecutive Unhealthy verdicts
 //	closed ─────────────────────────────────────────────▶ open
 //	  ▲                                                    │
-//	  │ the probe is Healthy          CoolDown (or the     │
-//	  │                               Retry-After, capped  │
-//	  │                               at MaxBackOff) over: │
-//	  │                               the next caller is   ▼
+//	  │ the probe is Healthy          CoolDown over: the   │
+//	  │                               next caller is       ▼
 //	  └───────────────────────────────────────────── half-open
-//	              the probe is Unhealthy or BackOff ─▶ open again
+//	                     the probe is Unhealthy ─▶ open again
 //
 // While open, and while the one probe of a half-open circuit is in flight,
 // [Breakers.Acquire] refuses at once with an [*UnavailableError] wrapping
@@ -118,12 +109,11 @@ type core struct {
 
 // NewBreakers validates opts, applies the defaults and returns an empty set.
 func NewBreakers[K comparable](opts BreakerOptions) (*Breakers[K], error) {
-	if opts.Threshold < 0 || opts.CoolDown < 0 || opts.MaxBackOff < 0 || opts.MaxInFlight < 0 || opts.InFlightWait < 0 {
+	if opts.Threshold < 0 || opts.CoolDown < 0 || opts.MaxInFlight < 0 || opts.InFlightWait < 0 {
 		return nil, errors.New("egress: new breakers: limits and durations must not be negative")
 	}
 	opts.Threshold = orDefault(opts.Threshold, DefaultBreakerThreshold)
 	opts.CoolDown = orDefault(opts.CoolDown, DefaultBreakerCoolDown)
-	opts.MaxBackOff = orDefault(opts.MaxBackOff, DefaultBreakerMaxBackOff)
 	opts.MaxInFlight = orDefault(opts.MaxInFlight, DefaultMaxInFlight)
 	opts.InFlightWait = orDefault(opts.InFlightWait, DefaultInFlightWait)
 	if opts.Now == nil {
@@ -204,7 +194,6 @@ type breaker struct {
 	mu        sync.Mutex
 	openUntil time.Time
 	openFor   time.Duration
-	backOff   bool
 	probeAt   time.Time
 }
 
@@ -256,24 +245,24 @@ func (b *breaker) takeSlot(ctx context.Context) error {
 	return &UnavailableError{Err: ErrTooBusy, RetryAfter: time.Second, InFlight: b.c.opts.MaxInFlight}
 }
 
-// trip opens a closed circuit for d, unless a newer state replaced the one
-// the verdict's call was admitted under.
-func (b *breaker) trip(p Permit, d time.Duration, backOff bool) bool {
+// trip opens a closed circuit, unless a newer state replaced the one the
+// verdict's call was admitted under.
+func (b *breaker) trip(p Permit) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.gen.Load() != p.gen || b.state.Load() != stateClosed {
 		return false
 	}
-	b.open(d, backOff)
+	b.open()
 	return true
 }
 
-// open moves b to open for d; b.mu is held.
-func (b *breaker) open(d time.Duration, backOff bool) {
+// open moves b to open for CoolDown; b.mu is held.
+func (b *breaker) open() {
+	d := b.c.opts.CoolDown
 	b.state.Store(stateOpen)
 	b.openUntil = b.c.opts.Now().Add(d)
 	b.openFor = d
-	b.backOff = backOff
 	b.fails.Store(0)
 	b.gen.Add(1)
 	b.c.opens.Add(1)
@@ -293,10 +282,7 @@ func (b *breaker) settleProbe(p Permit, v Verdict) bool {
 		b.fails.Store(0)
 		b.gen.Add(1)
 	case verdictUnhealthy:
-		b.open(b.c.opts.CoolDown, false)
-		return true
-	case verdictBackOff:
-		b.open(b.c.backOffFor(v), true)
+		b.open()
 		return true
 	default:
 		// No verdict (the caller gave up, or nothing was sent): back to
@@ -308,20 +294,9 @@ func (b *breaker) settleProbe(p Permit, v Verdict) bool {
 	return false
 }
 
-func (c *core) backOffFor(v Verdict) time.Duration {
-	if v.retryAfter <= 0 {
-		return c.opts.CoolDown
-	}
-	return min(v.retryAfter, c.opts.MaxBackOff)
-}
-
 // openError describes the open circuit; b.mu is held.
 func (b *breaker) openError(retry time.Duration, probing bool) *UnavailableError {
-	e := &UnavailableError{Err: ErrCircuitOpen, RetryAfter: retry, OpenFor: b.openFor, BackOff: b.backOff, Probing: probing}
-	if !b.backOff {
-		e.Failures = b.c.opts.Threshold
-	}
-	return e
+	return &UnavailableError{Err: ErrCircuitOpen, RetryAfter: retry, OpenFor: b.openFor, Failures: b.c.opts.Threshold, Probing: probing}
 }
 
 // Permit is one admitted call. Its zero value is a no-op.
@@ -359,10 +334,8 @@ func (p Permit) Done(v Verdict) (opened bool) {
 		}
 	case verdictUnhealthy:
 		if b.fails.Add(1) >= int32(b.c.opts.Threshold) {
-			return b.trip(p, b.c.opts.CoolDown, false)
+			return b.trip(p)
 		}
-	case verdictBackOff:
-		return b.trip(p, b.c.backOffFor(v), true)
 	}
 	return false
 }
@@ -371,15 +344,13 @@ func (p Permit) Done(v Verdict) (opened bool) {
 // value is no verdict: the call is ignored (the caller gave up, or the
 // request was refused before anything was sent).
 type Verdict struct {
-	kind       uint8
-	retryAfter time.Duration
+	kind uint8
 }
 
 const (
 	verdictNone uint8 = iota
 	verdictHealthy
 	verdictUnhealthy
-	verdictBackOff
 )
 
 // Healthy is the verdict of a call the upstream answered (2xx, 3xx, 4xx
@@ -391,29 +362,16 @@ func Healthy() Verdict { return Verdict{kind: verdictHealthy} }
 // refused or reset, timeout, DNS or TLS failure, 5xx.
 func Unhealthy() Verdict { return Verdict{kind: verdictUnhealthy} }
 
-// BackOff is the verdict of a 429 whose Retry-After asked for d: the
-// circuit opens for d (capped at MaxBackOff) at once. A d of zero or less
-// is Unhealthy.
-func BackOff(d time.Duration) Verdict {
-	if d <= 0 {
-		return Unhealthy()
-	}
-	return Verdict{kind: verdictBackOff, retryAfter: d}
-}
+// Failed reports whether the verdict counts against the upstream.
+func (v Verdict) Failed() bool { return v.kind == verdictUnhealthy }
 
-// Failed reports whether the verdict counts against the upstream
-// (Unhealthy or BackOff).
-func (v Verdict) Failed() bool { return v.kind == verdictUnhealthy || v.kind == verdictBackOff }
-
-// String names the verdict: none, healthy, unhealthy or back-off.
+// String names the verdict: none, healthy or unhealthy.
 func (v Verdict) String() string {
 	switch v.kind {
 	case verdictHealthy:
 		return "healthy"
 	case verdictUnhealthy:
 		return "unhealthy"
-	case verdictBackOff:
-		return "back-off " + v.retryAfter.String()
 	}
 	return "none"
 }
@@ -428,8 +386,7 @@ func (v Verdict) String() string {
 // user's limit (rate limits per token are common, and Locksmith calls with
 // each user's own token): letting it open a circuit shared by every user
 // would let one busy user stop everyone's calls. The 429 and its
-// Retry-After reach the caller instead. A caller that knows a limit is
-// shared by all its callers can report [BackOff] itself.
+// Retry-After reach the caller instead.
 func Judge(resp *http.Response, err error) Verdict {
 	if err != nil {
 		switch {
@@ -485,11 +442,8 @@ type UnavailableError struct {
 	// OpenFor is the whole open period (ErrCircuitOpen).
 	OpenFor time.Duration
 	// Failures is the consecutive-failure threshold that opened the
-	// circuit; zero when it was opened by a 429 (BackOff).
+	// circuit.
 	Failures int
-	// BackOff says the upstream asked to be left alone (429 with
-	// Retry-After).
-	BackOff bool
 	// Probing says the circuit is half-open and its one probe is in flight.
 	Probing bool
 	// InFlight is the bound that was full (ErrTooBusy).
@@ -503,8 +457,6 @@ func (e *UnavailableError) Error() string {
 		return fmt.Sprintf("egress: %d calls already in flight", e.InFlight)
 	case e.Probing:
 		return "egress: circuit half-open, probe in flight"
-	case e.BackOff:
-		return fmt.Sprintf("egress: circuit open for %s after a 429 (retry in %s)", e.OpenFor, e.RetryAfter.Round(time.Second))
 	}
 	return fmt.Sprintf("egress: circuit open for %s after %d consecutive failures (retry in %s)", e.OpenFor, e.Failures, e.RetryAfter.Round(time.Second))
 }

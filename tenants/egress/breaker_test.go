@@ -72,10 +72,9 @@ func TestBreakerDefaults(t *testing.T) {
 	o := s.Options()
 	require.Equal(t, 5, o.Threshold)
 	require.Equal(t, 30*time.Second, o.CoolDown)
-	require.Equal(t, 5*time.Minute, o.MaxBackOff)
 	require.Equal(t, 64, o.MaxInFlight)
 	require.Equal(t, 2*time.Second, o.InFlightWait)
-	for _, bad := range []BreakerOptions{{Threshold: -1}, {CoolDown: -1}, {MaxBackOff: -1}, {MaxInFlight: -1}, {InFlightWait: -1}} {
+	for _, bad := range []BreakerOptions{{Threshold: -1}, {CoolDown: -1}, {MaxInFlight: -1}, {InFlightWait: -1}} {
 		_, err := NewBreakers[int](bad)
 		require.Error(t, err, "%+v", bad)
 	}
@@ -98,7 +97,6 @@ func TestBreakerOpensAfterConsecutiveFailuresThenProbes(t *testing.T) {
 	require.Equal(t, 10*time.Second, ue.RetryAfter)
 	require.Equal(t, 10*time.Second, ue.OpenFor)
 	require.Equal(t, 3, ue.Failures)
-	require.False(t, ue.BackOff)
 	require.True(t, ue.Temporary())
 	require.Contains(t, ue.Error(), "after 3 consecutive failures")
 
@@ -161,33 +159,6 @@ func TestBreakerIgnoresStaleVerdicts(t *testing.T) {
 	require.False(t, call(t, s, "k", Unhealthy()))
 	_, err = s.Acquire(context.Background(), "k")
 	require.NoError(t, err)
-}
-
-func TestBreakerBackOffOpensAtOnceForRetryAfter(t *testing.T) {
-	t.Parallel()
-	s, clk := newTestBreakers(t, BreakerOptions{Threshold: 5, CoolDown: 10 * time.Second, MaxBackOff: time.Minute})
-	require.True(t, call(t, s, "k", BackOff(42*time.Second)))
-	ue := requireOpen(t, s, "k")
-	require.True(t, ue.BackOff)
-	require.Equal(t, 42*time.Second, ue.OpenFor)
-	require.Zero(t, ue.Failures)
-	clk.Advance(41 * time.Second)
-	requireOpen(t, s, "k")
-	clk.Advance(time.Second)
-	p, err := s.Acquire(context.Background(), "k")
-	require.NoError(t, err)
-	require.True(t, p.Probe())
-
-	// A probe told to back off for an hour backs off for MaxBackOff.
-	require.True(t, p.Done(BackOff(time.Hour)))
-	require.Equal(t, time.Minute, requireOpen(t, s, "k").OpenFor)
-
-	// A 429 without Retry-After is an ordinary failure.
-	require.Equal(t, Unhealthy(), BackOff(0))
-	for range 4 {
-		require.False(t, call(t, s, "other", BackOff(0)))
-	}
-	require.True(t, call(t, s, "other", BackOff(0)))
 }
 
 func TestBreakerProbeWithoutVerdictLetsTheNextCallerProbe(t *testing.T) {

@@ -628,13 +628,18 @@ func TestBreakerGuardsRelayedMCPUpstream(t *testing.T) {
 	const coolDown = 200 * time.Millisecond
 	b := setup(t, setupOpts{configure: func(c *webmcp.Config) { c.BreakerThreshold, c.BreakerCoolDown = 2, coolDown }})
 	inner := startUpstreamMCP(t, "")
-	var down atomic.Bool
+	var down, limited atomic.Bool
 	var requests atomic.Int32
 	target := strings.TrimSuffix(inner.url, "/mcp")
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		if down.Load() {
 			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		if limited.Load() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "slow down", http.StatusTooManyRequests)
 			return
 		}
 		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.Path, r.Body)
@@ -662,6 +667,20 @@ func TestBreakerGuardsRelayedMCPUpstream(t *testing.T) {
 		return res
 	}
 	res := echo()
+	require.False(t, res.IsError, textOf(res))
+
+	// A 429 is not an outage: more than the threshold of them, and every
+	// call still reaches the upstream.
+	limited.Store(true)
+	for range 4 {
+		before := requests.Load()
+		res := echo()
+		require.True(t, res.IsError, textOf(res))
+		require.NotContains(t, textOf(res), "stopped calling")
+		require.Greater(t, requests.Load(), before, "the call reached the upstream")
+	}
+	limited.Store(false)
+	res = echo()
 	require.False(t, res.IsError, textOf(res))
 
 	down.Store(true)

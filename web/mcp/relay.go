@@ -63,12 +63,13 @@ func newRelay(hc *http.Client, log *slog.Logger, now func() time.Time, gates *eg
 // upstreamTransport adds Token B to requests for the upstream's own host
 // (never to a redirect elsewhere) and remembers refusals and failures.
 type upstreamTransport struct {
-	base   http.RoundTripper
-	host   string
-	token  string
-	mu     sync.Mutex
-	status int            // last 401 or 403 seen
-	failed egress.Verdict // last failed exchange (transport error, 5xx, 429)
+	base    http.RoundTripper
+	host    string
+	token   string
+	mu      sync.Mutex
+	status  int            // last 401 or 403 seen
+	limited bool           // a 429 seen
+	failed  egress.Verdict // last failed exchange (transport error, 5xx)
 }
 
 func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -78,11 +79,15 @@ func (t *upstreamTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}
 	resp, err := t.base.RoundTrip(req)
 	refused := err == nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden)
-	if v := egress.Judge(resp, err); refused || v.Failed() {
+	limited := err == nil && resp.StatusCode == http.StatusTooManyRequests
+	if v := egress.Judge(resp, err); refused || limited || v.Failed() {
 		t.mu.Lock()
-		if refused {
+		switch {
+		case refused:
 			t.status = resp.StatusCode
-		} else {
+		case limited:
+			t.limited = true
+		default:
 			t.failed = v
 		}
 		t.mu.Unlock()
@@ -102,12 +107,18 @@ func (t *upstreamTransport) failure() egress.Verdict {
 	return t.failed
 }
 
+func (t *upstreamTransport) rateLimited() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.limited
+}
+
 // relayVerdict is the gate's view of a relayed exchange with an upstream
 // MCP server that ended with err (parent is the agent's request context).
 // An answer of any kind, a JSON-RPC error or a 401/403 included, is
-// Healthy; a transport failure, 5xx or 429 seen on the way is Unhealthy (or
-// BackOff); a call the agent abandoned, or one that never reached the
-// network, is no verdict.
+// Healthy; a transport failure or 5xx seen on the way is Unhealthy; a 429
+// (see egress.Judge), a call the agent abandoned, or one that never reached
+// the network, is no verdict.
 func relayVerdict(parent context.Context, ut *upstreamTransport, err error) egress.Verdict {
 	switch {
 	case err == nil:
@@ -117,6 +128,9 @@ func relayVerdict(parent context.Context, ut *upstreamTransport, err error) egre
 	}
 	if v := ut.failure(); v.Failed() {
 		return v
+	}
+	if ut.rateLimited() {
+		return egress.Verdict{}
 	}
 	var je *jsonrpc.Error
 	if ut.refused() != 0 || errors.As(err, &je) {

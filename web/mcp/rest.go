@@ -418,11 +418,9 @@ func upstreamDetail(body []byte) string {
 	return ": " + msg
 }
 
+// retryAfter is the upstream's Retry-After for the agent, at most an hour.
 func retryAfter(resp *http.Response) time.Duration {
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 && s < 3600 {
-		return time.Duration(s) * time.Second
-	}
-	return 0
+	return min(egress.RetryAfter(resp.Header, time.Now()), time.Hour)
 }
 
 // transportError maps a failed upstream request to a tool error.

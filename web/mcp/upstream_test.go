@@ -129,8 +129,8 @@ func TestUpstreamAnswersBecomeActionableToolResults(t *testing.T) {
 	res = call("f_search", map[string]any{"kind": "k", "limit": "five"})
 	require.Contains(t, textOf(res), `argument "limit" must be of type integer`)
 
-	// Last: a 429 with Retry-After also opens the upstream's circuit for
-	// that long (breaker_test.go), so later calls would not reach Flaky API.
+	// A 429 reaches the agent as retryable with the upstream's Retry-After
+	// (and does not count against the upstream's circuit: breaker_test.go).
 	res = call("f_limited", nil)
 	require.Equal(t, true, errOf(res)["retryable"])
 	require.EqualValues(t, 7, errOf(res)["retry_after_seconds"])
