@@ -48,8 +48,22 @@ type grantBundle struct {
 
 func setupGrants(t *testing.T) *grantBundle {
 	t.Helper()
+	return setupGrantsWith(t, grantSetup{db: sqltest.DB(t)})
+}
+
+// grantSetup varies setupGrantsWith: the database (the package's, or one of
+// the test's own), Acme Tasks' configuration (zero: its defaults) and an
+// optional wrapper around its handler.
+type grantSetup struct {
+	db   *lsql.DB
+	acme tasks.Config
+	wrap func(http.Handler) http.Handler
+}
+
+func setupGrantsWith(t *testing.T, gs grantSetup) *grantBundle {
+	t.Helper()
 	ctx := context.Background()
-	db := sqltest.DB(t)
+	db := gs.db
 	logger := slog.New(slog.DiscardHandler)
 	key, err := seal.GenerateMasterKey("test")
 	require.NoError(t, err)
@@ -62,9 +76,13 @@ func setupGrants(t *testing.T) *grantBundle {
 	svc, err := tenants.New(tenants.Config{DB: db, Sealer: sealer, Egress: eg, Logger: logger, BaseURL: "https://locksmith.example.test"})
 	require.NoError(t, err)
 
-	acme, err := tasks.New(tasks.Config{})
+	acme, err := tasks.New(gs.acme)
 	require.NoError(t, err)
-	srv := httptest.NewServer(acme.Handler())
+	h := acme.Handler()
+	if gs.wrap != nil {
+		h = gs.wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(func() { _ = acme.Close(context.Background()); srv.Close() })
 
 	tb := &grantBundle{db: db, sealer: sealer, egress: eg, acme: acme, acmeURL: srv.URL, tenantID: uuid.New(), logger: logger}

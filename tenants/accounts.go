@@ -178,7 +178,8 @@ func (s *Service) PurgeExpiredSessions(ctx context.Context) (int64, error) {
 }
 
 // SetPasswordToken returns a one-time token with which the account's owner
-// sets a password (used by `locksmith tenant create`).
+// sets a password (used by `locksmith tenant create`); it works for 72
+// hours. Only its hash is stored.
 func (s *Service) SetPasswordToken(ctx context.Context, accountID uuid.UUID) (string, error) {
 	tok := randomSecret(32)
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
@@ -189,7 +190,12 @@ func (s *Service) SetPasswordToken(ctx context.Context, accountID uuid.UUID) (st
 	return tok, translate(err)
 }
 
-// SetPasswordWithToken consumes a set-password token (once) and sets the password.
+// SetPasswordWithToken consumes a set-password or password-reset token
+// (once) and sets the password. In the same transaction it deletes the
+// account's other unused tokens (no earlier link works afterwards) and
+// every console session of the account (signed out everywhere: whoever
+// had the old password is out). A wrong, used or expired token is an
+// ErrInvalid Error for "token".
 func (s *Service) SetPasswordWithToken(ctx context.Context, token, password string) (Account, error) {
 	if err := ValidatePassword(password); err != nil {
 		return Account{}, err
@@ -197,13 +203,21 @@ func (s *Service) SetPasswordWithToken(ctx context.Context, token, password stri
 	var a Account
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		var id uuid.UUID
-		err := tx.QueryRow(ctx, `UPDATE account_tokens SET used_at = $2 WHERE token_hash = $1 AND purpose = 'set_password'
+		err := tx.QueryRow(ctx, `UPDATE account_tokens SET used_at = $2 WHERE token_hash = $1 AND purpose IN ('set_password', 'reset_password')
 			AND used_at IS NULL AND expires_at > $2 RETURNING account_id`, hashToken(token), s.now()).Scan(&id)
 		if err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `UPDATE accounts SET password_hash = $2 WHERE id = $1 RETURNING id, email, true, created_at`,
+		err = tx.QueryRow(ctx, `UPDATE accounts SET password_hash = $2 WHERE id = $1 RETURNING id, email, true, created_at`,
 			id, hashPassword(password)).Scan(&a.ID, &a.Email, &a.HasPassword, &a.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM account_tokens WHERE account_id = $1 AND used_at IS NULL", id); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM console_sessions WHERE account_id = $1", id)
+		return err
 	})
 	if err := translate(err); err != nil {
 		if errors.Is(err, ErrNotFound) {

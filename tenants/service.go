@@ -29,6 +29,8 @@ type Service struct {
 	now    func() time.Time
 	// baseURL is the public URL; MCP resource URLs are built from it.
 	baseURL string
+	// resetJobs enqueues password-reset emails; nil: reset by email is off.
+	resetJobs JobInserter
 }
 
 // Config holds the Service's dependencies.
@@ -38,6 +40,10 @@ type Config struct {
 	Egress  *egress.Client
 	Logger  *slog.Logger
 	BaseURL string
+	// PasswordResets enqueues the password-reset email job
+	// (PasswordResetArgs) in the request's transaction; nil means password
+	// reset by email is off (no mail server is configured).
+	PasswordResets JobInserter
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -59,7 +65,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{db: cfg.DB, sealer: cfg.Sealer, egress: cfg.Egress, logger: cfg.Logger, now: cfg.Now, baseURL: cfg.BaseURL}, nil
+	return &Service{db: cfg.DB, sealer: cfg.Sealer, egress: cfg.Egress, logger: cfg.Logger, now: cfg.Now, baseURL: cfg.BaseURL, resetJobs: cfg.PasswordResets}, nil
 }
 
 // DB returns the database handle (for packages that build on tenants).

@@ -42,7 +42,11 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) error {
 	if signedIn(r) {
 		return redirect(w, r, safeNext(next))
 	}
-	return s.render(w, r, http.StatusOK, views.SignIn(authPage(r, "Sign in", "/signup", next, "", nil)))
+	p := authPage(r, "Sign in", "/signup", next, "", nil)
+	if r.URL.Query().Get("done") == "password" {
+		p.Notice = "Your password is set and this account was signed out everywhere. Sign in with the new password."
+	}
+	return s.render(w, r, http.StatusOK, views.SignIn(p))
 }
 
 // signIn checks the password, counting failures per client IP and per email
@@ -153,8 +157,11 @@ func (s *Server) setPasswordPage(w http.ResponseWriter, r *http.Request) error {
 	return s.render(w, r, http.StatusOK, views.SetPassword(p))
 }
 
-// setPassword consumes a one-time set-password link and signs the account
-// in. Failed posts are counted per client IP, so links can't be guessed.
+// setPassword consumes a one-time set-password or password-reset link. Every
+// console session of the account ends (tenants.SetPasswordWithToken), and
+// so does this browser's, whoever it was signed in as; the sign-in page then
+// asks for the new password. Failed posts are counted per client IP, so
+// links can't be guessed.
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	if err := parseForm(r); err != nil {
 		return err
@@ -166,7 +173,7 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 		p.Errors = views.Errors{"": msg}
 		return s.render(w, r, http.StatusTooManyRequests, views.SetPassword(p))
 	}
-	acct, err := s.cfg.Tenants.SetPasswordWithToken(r.Context(), tok, r.PostFormValue("password"))
+	_, err := s.cfg.Tenants.SetPasswordWithToken(r.Context(), tok, r.PostFormValue("password"))
 	if err != nil {
 		s.console.signIns.fail(key)
 		errs, status, ok := formErrors(err, "password")
@@ -176,8 +183,8 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 		p.Errors = errs
 		return s.render(w, r, status, views.SetPassword(p))
 	}
-	if err := s.startSession(w, r, acct.ID); err != nil {
+	if err := s.endSession(w, r); err != nil {
 		return err
 	}
-	return redirect(w, r, "/console")
+	return redirect(w, r, "/signin?done=password")
 }

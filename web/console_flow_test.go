@@ -207,12 +207,16 @@ func TestSetPasswordLink(t *testing.T) {
 	require.Contains(t, r.body, `data-testid="setpw-password-error"`)
 	r = br.post("/set-password", url.Values{"token": {tok}, "password": {testPassword}})
 	require.Equal(t, http.StatusSeeOther, r.status, r.body)
-	require.Equal(t, "/console", r.location)
-	require.Equal(t, http.StatusOK, br.get("/console").status)
+	require.Equal(t, "/signin?done=password", r.location, "setting a password asks to sign in")
+	r = br.get(r.location)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, r.body, "signed out everywhere. Sign in with the new password.")
+	require.Equal(t, http.StatusSeeOther, br.get("/console").status, "not signed in by the link")
 
 	r = b.browser(t).post("/set-password", url.Values{"token": {tok}, "password": {testPassword}})
 	require.Equal(t, http.StatusUnprocessableEntity, r.status)
 	require.Contains(t, r.body, "expired or was already used")
+	require.Contains(t, r.body, `data-testid="setpw-new-link"`, "a dead link points to a new one")
 	require.Equal(t, http.StatusSeeOther, b.browser(t).signIn(email, testPassword).status)
 }
 

@@ -30,7 +30,9 @@ type consoleBundle struct {
 	logs *strings.Builder
 }
 
-func setupConsole(t *testing.T) *consoleBundle {
+// setupConsole starts the console; configure may adjust the tenants
+// Service's Config.
+func setupConsole(t *testing.T, configure ...func(*tenants.Config)) *consoleBundle {
 	t.Helper()
 	hs := httptest.NewUnstartedServer(nil)
 	base := "https://" + hs.Listener.Addr().String()
@@ -38,7 +40,7 @@ func setupConsole(t *testing.T) *consoleBundle {
 	require.NoError(t, err)
 	logs := &strings.Builder{}
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	svc := newTenantsService(t, logger, base)
+	svc := newTenantsService(t, logger, base, configure...)
 	s, err := New(Config{Logger: logger, BaseURL: u, Ready: fakeReady{}, Registry: NewRegistry(), Tenants: svc})
 	require.NoError(t, err)
 	hs.Config.Handler = s

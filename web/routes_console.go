@@ -19,8 +19,9 @@ import (
 // removed from plannedSections.
 func (s *Server) consoleRoutes() {
 	s.console = consoleState{
-		cop:          http.NewCrossOriginProtection(),
-		signIns:      newLimiter(signInLimit, signInWindow, time.Now),
+		cop: http.NewCrossOriginProtection(),
+		signIns: newLimiter(signInLimit, signInWindow, time.Now,
+			prefixLimit{"reset-ip:", resetIPLimit}, prefixLimit{"reset-email:", resetEmailLimit}),
 		webhookTests: newLimiter(webhookTestLimit, webhookTestWindow, time.Now),
 	}
 	s.console.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,6 +38,8 @@ func (s *Server) consoleRoutes() {
 	s.browser("POST /signout", s.signOut)
 	s.browser("GET /set-password", s.setPasswordPage)
 	s.browser("POST /set-password", s.setPassword)
+	s.browser("GET /forgot-password", s.forgotPasswordPage)
+	s.browser("POST /forgot-password", s.forgotPassword)
 	s.browser("GET /invite/{tenant}/{token}", s.invitePage)
 	s.browser("POST /invite/{tenant}/{token}", s.requireAccount(s.acceptInvite))
 

@@ -41,11 +41,21 @@ const (
 	signInWindow = time.Minute
 )
 
+// resetIPLimit and resetEmailLimit bound password-reset requests per client
+// IP and per email, per signInWindow. Every POST /forgot-password counts,
+// not only failures: each one may put an email in someone's inbox.
+const (
+	resetIPLimit    = 10
+	resetEmailLimit = 5
+)
+
 // consoleState is the console's per-server state.
 type consoleState struct {
 	cop *http.CrossOriginProtection
 	// signIns counts failed sign-ins, sign-ups and set-password posts
-	// (keys "ip:", "email:", "signup-ip:", "setpw-ip:").
+	// (keys "ip:", "email:", "signup-ip:", "setpw-ip:") and every
+	// password-reset request ("reset-ip:", "reset-email:", with their own
+	// limits).
 	signIns *limiter
 	// webhookTests counts "Send a test event" uses per tenant.
 	webhookTests *limiter
@@ -298,13 +308,15 @@ func (s *Server) clientIP(r *http.Request) string {
 	return ip.String()
 }
 
-// limiter counts failures (sign-ins) or uses (webhook test events) per key
-// in fixed windows. It is in memory, per instance, and safe for concurrent
-// use.
+// limiter counts failures (sign-ins) or uses (webhook test events,
+// password-reset requests) per key in fixed windows. It is in memory, per
+// instance, and safe for concurrent use.
 type limiter struct {
-	limit  int
-	window time.Duration
-	now    func() time.Time
+	limit int
+	// prefixes give keys that start with a prefix their own limit.
+	prefixes []prefixLimit
+	window   time.Duration
+	now      func() time.Time
 
 	mu   sync.Mutex
 	hits map[string]*hitWindow
@@ -319,8 +331,40 @@ type hitWindow struct {
 // swept on every failure.
 const limiterMaxKeys = 10000
 
-func newLimiter(limit int, window time.Duration, now func() time.Time) *limiter {
-	return &limiter{limit: limit, window: window, now: now, hits: map[string]*hitWindow{}}
+// prefixLimit is the limit of the keys that start with prefix.
+type prefixLimit struct {
+	prefix string
+	limit  int
+}
+
+// newLimiter allows limit hits per key per window; keys matching one of
+// prefixes (the first that matches) get that prefix's limit instead.
+func newLimiter(limit int, window time.Duration, now func() time.Time, prefixes ...prefixLimit) *limiter {
+	return &limiter{limit: limit, prefixes: prefixes, window: window, now: now, hits: map[string]*hitWindow{}}
+}
+
+// limitFor is key's limit.
+func (l *limiter) limitFor(key string) int {
+	for _, p := range l.prefixes {
+		if strings.HasPrefix(key, p.prefix) {
+			return p.limit
+		}
+	}
+	return l.limit
+}
+
+// waitLocked is how long until the longest used-up window among keys ends
+// (0 if none is used up); l.mu is held.
+func (l *limiter) waitLocked(now time.Time, keys ...string) time.Duration {
+	var wait time.Duration
+	for _, k := range keys {
+		h := l.hits[k]
+		if h == nil || now.Sub(h.start) >= l.window || h.n < l.limitFor(k) {
+			continue
+		}
+		wait = max(wait, h.start.Add(l.window).Sub(now))
+	}
+	return wait
 }
 
 // blocked reports whether any key has used up its failures, and how long
@@ -328,15 +372,7 @@ func newLimiter(limit int, window time.Duration, now func() time.Time) *limiter 
 func (l *limiter) blocked(keys ...string) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	var wait time.Duration
-	for _, k := range keys {
-		h := l.hits[k]
-		if h == nil || now.Sub(h.start) >= l.window || h.n < l.limit {
-			continue
-		}
-		wait = max(wait, h.start.Add(l.window).Sub(now))
-	}
+	wait := l.waitLocked(l.now(), keys...)
 	return wait, wait > 0
 }
 
@@ -366,17 +402,17 @@ func (l *limiter) countLocked(now time.Time, keys ...string) {
 	}
 }
 
-// allow counts one use against key if the key has uses left in its
-// window, and reports whether it had; if not, it also says how long until
-// the window ends. Refused uses are not counted.
-func (l *limiter) allow(key string) (time.Duration, bool) {
+// allow counts one use against every key if each has uses left in its
+// window, and reports whether they had; if not, it also says how long until
+// the longest used-up window ends. Refused uses are not counted.
+func (l *limiter) allow(keys ...string) (time.Duration, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if h := l.hits[key]; h != nil && now.Sub(h.start) < l.window && h.n >= l.limit {
-		return h.start.Add(l.window).Sub(now), false
+	if wait := l.waitLocked(now, keys...); wait > 0 {
+		return wait, false
 	}
-	l.countLocked(now, key)
+	l.countLocked(now, keys...)
 	return 0, true
 }
 

@@ -29,8 +29,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// newTenantsService builds the tenant domain on the package's test database.
-func newTenantsService(t testing.TB, logger *slog.Logger, baseURL string) *tenants.Service {
+// newTenantsService builds the tenant domain on the package's test
+// database; configure may adjust its Config (e.g. PasswordResets).
+func newTenantsService(t testing.TB, logger *slog.Logger, baseURL string, configure ...func(*tenants.Config)) *tenants.Service {
 	t.Helper()
 	key, err := seal.GenerateMasterKey("test")
 	require.NoError(t, err)
@@ -41,7 +42,11 @@ func newTenantsService(t testing.TB, logger *slog.Logger, baseURL string) *tenan
 	require.NoError(t, err)
 	eg, err := egress.New(egress.Options{AllowPrivate: true})
 	require.NoError(t, err)
-	svc, err := tenants.New(tenants.Config{DB: db, Sealer: sealer, Egress: eg, Logger: logger, BaseURL: baseURL})
+	cfg := tenants.Config{DB: db, Sealer: sealer, Egress: eg, Logger: logger, BaseURL: baseURL}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	svc, err := tenants.New(cfg)
 	require.NoError(t, err)
 	return svc
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,8 +88,13 @@ type ScaleResult struct {
 	// MoreAttempts counts jobs that were retried; Snoozed counts jobs that
 	// snoozed (over the rate limit, or on Retry-After) and Snoozes their
 	// snoozes. A snooze moves scheduled_at, so those jobs are left out of
-	// Lag and DueToDone.
+	// Lag and DueToDone; SnoozeLag is how late they started after their
+	// last snooze ended (attempted_at - scheduled_at).
 	MoreAttempts, Snoozed, Snoozes int
+	SnoozeLag                      Summary
+	// MaxStartedPerSecond is the most refreshes that started (the last
+	// attempt of a completed job) in any window of one second.
+	MaxStartedPerSecond int
 	// JobsCompleted counts completed first-round refresh jobs, JobsNext the
 	// next round scheduled by the refreshes, JobsOther any job in another
 	// state (running, retryable, discarded…).
@@ -268,13 +274,15 @@ func (e *Env) collect(ctx context.Context, acme Acme, cfg ScaleConfig, before ta
 		first = min(first, j.version)
 	}
 	var finished []time.Time
-	var lag, dueToDone, run []time.Duration
+	var lag, dueToDone, run, snoozeLag []time.Duration
+	var started []time.Time
 	var start, end time.Time
 	for _, j := range all {
 		switch {
 		case j.version == first && j.state == "completed":
 			res.JobsCompleted++
 			finished = append(finished, j.finalizedAt)
+			started = append(started, j.attemptedAt)
 			if start.IsZero() || j.attemptedAt.Before(start) {
 				start = j.attemptedAt
 			}
@@ -284,6 +292,7 @@ func (e *Env) collect(ctx context.Context, acme Acme, cfg ScaleConfig, before ta
 			if j.snoozes > 0 {
 				res.Snoozed++
 				res.Snoozes += j.snoozes
+				snoozeLag = append(snoozeLag, j.attemptedAt.Sub(j.scheduledAt))
 			}
 			if j.attempt > 1 {
 				res.MoreAttempts++
@@ -302,6 +311,14 @@ func (e *Env) collect(ctx context.Context, acme Acme, cfg ScaleConfig, before ta
 	}
 	res.FirstAttempt = len(lag)
 	res.Lag, res.DueToDone, res.Run = Summarize(lag), Summarize(dueToDone), Summarize(run)
+	res.SnoozeLag = Summarize(snoozeLag)
+	slices.SortFunc(started, time.Time.Compare)
+	for i, k := 0, 0; i < len(started); i++ {
+		for started[i].Sub(started[k]) >= time.Second {
+			k++
+		}
+		res.MaxStartedPerSecond = max(res.MaxStartedPerSecond, i-k+1)
+	}
 	res.Completed = NewHistogram(res.WindowOpen, finished)
 	res.Elapsed = end.Sub(start)
 	err = e.DB.InTenant(ctx, e.TenantID, func(tx pgx.Tx) error {

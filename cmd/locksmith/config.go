@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/locksmithhq/locksmith/tenants/mail"
 	"github.com/locksmithhq/locksmith/tenants/seal"
 )
 
@@ -25,6 +26,12 @@ type Config struct {
 	ClientIPHeader string
 	LogLevel       slog.Level
 	LogFormat      string
+	// SMTP is the mail server for password-reset email
+	// (LOCKSMITH_SMTP_URL); nil means reset by email is off.
+	SMTP *mail.Server
+	// MailFrom is the sender of that email (LOCKSMITH_MAIL_FROM), set
+	// whenever SMTP is.
+	MailFrom string
 }
 
 // ConfigError names the variable at fault and what it expects; it never
@@ -97,6 +104,9 @@ func LoadConfig(getenv func(string) string, n need) (Config, error) {
 			return c, err
 		}
 	}
+	if err := loadMail(&c, getenv); err != nil {
+		return c, err
+	}
 	if n.baseURL {
 		u, err := parseBaseURL(getenv("LOCKSMITH_BASE_URL"))
 		if err != nil {
@@ -112,6 +122,30 @@ func LoadConfig(getenv func(string) string, n need) (Config, error) {
 		c.MasterKeys = mk
 	}
 	return c, nil
+}
+
+// loadMail reads LOCKSMITH_SMTP_URL and LOCKSMITH_MAIL_FROM: both or
+// neither. Errors never repeat the URL (it may hold a password).
+func loadMail(c *Config, getenv func(string) string) error {
+	rawURL, from := getenv("LOCKSMITH_SMTP_URL"), getenv("LOCKSMITH_MAIL_FROM")
+	if rawURL == "" {
+		if from != "" {
+			return &ConfigError{"LOCKSMITH_SMTP_URL", "not set, but LOCKSMITH_MAIL_FROM is; set both to send password-reset email (" + mail.URLForm + "), or neither"}
+		}
+		return nil
+	}
+	srv, err := mail.ParseURL(rawURL)
+	if err != nil {
+		return &ConfigError{"LOCKSMITH_SMTP_URL", err.Error()}
+	}
+	if from == "" {
+		return &ConfigError{"LOCKSMITH_MAIL_FROM", "required when LOCKSMITH_SMTP_URL is set: the sender of password-reset email, e.g. Locksmith <no-reply@example.com>"}
+	}
+	if _, err := mail.ParseFrom(from); err != nil {
+		return &ConfigError{"LOCKSMITH_MAIL_FROM", err.Error()}
+	}
+	c.SMTP, c.MailFrom = &srv, from
+	return nil
 }
 
 func databaseURL(v, name string, required bool) (string, error) {
@@ -171,5 +205,9 @@ func (c Config) String() string {
 	if c.BaseURL != nil {
 		base = c.BaseURL.String()
 	}
-	return fmt.Sprintf("addr=%s base_url=%s master_keys=%s allow_private_targets=%t", c.Addr, base, keys, c.AllowPrivate)
+	smtp := "unset"
+	if c.SMTP != nil {
+		smtp = c.SMTP.String() // without the password
+	}
+	return fmt.Sprintf("addr=%s base_url=%s master_keys=%s allow_private_targets=%t smtp=%s", c.Addr, base, keys, c.AllowPrivate, smtp)
 }

@@ -12,11 +12,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/locksmithhq/locksmith/demo/idp"
+	"github.com/locksmithhq/locksmith/demo/inbox"
 	"github.com/locksmithhq/locksmith/demo/tasks"
 	lsql "github.com/locksmithhq/locksmith/sql"
 	"github.com/locksmithhq/locksmith/tenants"
@@ -28,6 +30,9 @@ const (
 	devStateDir   = ".locksmith"
 	devIdPAddr    = "127.0.0.1:8764"
 	devTasksAddr  = tasks.DevAddr
+	devMailAddr   = "127.0.0.1:8766"
+	devMailURL    = "smtp+insecure://" + devMailAddr
+	devMailFrom   = "Locksmith dev <locksmith@localhost>"
 	devAddr       = "127.0.0.1:8080"
 	devBaseURL    = "http://localhost:8080"
 	devTenantSlug = "acme"
@@ -62,6 +67,10 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			return devAddr
 		case "LOCKSMITH_ALLOW_PRIVATE_TARGETS":
 			return "true"
+		case "LOCKSMITH_SMTP_URL":
+			return devMailURL
+		case "LOCKSMITH_MAIL_FROM":
+			return devMailFrom
 		}
 		return ""
 	}
@@ -112,6 +121,22 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	defer acme.Close(context.Background())
 
+	mailNote := "LOCKSMITH_SMTP_URL (from the environment)"
+	if get("LOCKSMITH_SMTP_URL") == devMailURL {
+		say("starting the mail catcher on smtp://%s (every mail is printed here)", devMailAddr)
+		catcher, err := inbox.New(inbox.Config{Logger: quiet, OnMail: func(m inbox.Mail) {
+			say("mail to %s: %s", strings.Join(m.To, ", "), mailSummary(m))
+		}})
+		if err != nil {
+			return err
+		}
+		if err := catcher.Start(devMailAddr); err != nil {
+			return portHint(err, devMailAddr)
+		}
+		defer catcher.Close()
+		mailNote = "smtp://" + devMailAddr + " (mails print here as ==> mail to …)"
+	}
+
 	m := &Main{Config: cfg, Logger: logger, Serve: true, Work: true}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = m.Open(openCtx)
@@ -126,7 +151,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		_ = m.Close(context.Background())
 		return fmt.Errorf("seed demo tenant: %w", err)
 	}
-	printDevBanner(stdout, cfg.BaseURL.String(), env, seed, demoIdP, acme)
+	printDevBanner(stdout, cfg.BaseURL.String(), env, seed, demoIdP, acme, mailNote)
 	return m.Run(ctx)
 }
 
@@ -167,7 +192,16 @@ func seedDemo(ctx context.Context, svc *tenants.Service, env map[string]string, 
 	return out, nil
 }
 
-func printDevBanner(w io.Writer, base string, env map[string]string, seed devSeed, demoIdP *idp.IdP, acme *tasks.Server) {
+// mailSummary is a caught mail on one line: its subject and the links in it.
+func mailSummary(m inbox.Mail) string {
+	parts := []string{m.Subject}
+	parts = append(parts, mailLink.FindAllString(m.Text, -1)...)
+	return strings.Join(parts, " ")
+}
+
+var mailLink = regexp.MustCompile(`https?://[^\s<>"]+`)
+
+func printDevBanner(w io.Writer, base string, env map[string]string, seed devSeed, demoIdP *idp.IdP, acme *tasks.Server, mailNote string) {
 	mcpURL := base + "/t/" + seed.Tenant.Slug + "/mcp"
 	fmt.Fprintf(w, `
 Locksmith dev stack is running. Ctrl-C stops everything.
@@ -179,6 +213,8 @@ Locksmith dev stack is running. Ctrl-C stops everything.
   Demo IdP         %s/.well-known/openid-configuration
                    (users: engineer, approver, approver2, finance)
   Acme Tasks       %s/openapi.json  (the demo upstream)
+  Mail             %s
+                   ("Forgot your password?" on the sign-in page sends a reset link)
   Health           %s/healthz · %s/readyz · %s/metrics
 
 A fresh Token A for a demo user:
@@ -193,7 +229,7 @@ MCP client configuration (the client discovers the demo IdP from the MCP URL):
   VS Code          .vscode/mcp.json:
                    {"servers": {"locksmith-acme": {"type": "http", "url": "%s"}}}
 `, base, devAdminEmail, env["DEV_ADMIN_PASSWORD"], mcpURL, base, seed.Tenant.Slug,
-		demoIdP.URL(), acme.URL(), base, base, base, mcpURL, mcpURL, mcpURL, mcpURL)
+		demoIdP.URL(), acme.URL(), mailNote, base, base, base, mcpURL, mcpURL, mcpURL, mcpURL)
 	for _, n := range seed.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}

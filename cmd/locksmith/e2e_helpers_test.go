@@ -38,6 +38,13 @@ type stackOption func(t *testing.T, m *Main)
 // startStack runs Main (HTTP and workers) against the package database.
 func startStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
+	return startStackWith(t, nil, opts...)
+}
+
+// startStackWith is startStack with configure adjusting Main's Config
+// before Open (another database, a mail server).
+func startStackWith(t *testing.T, configure func(*Config), opts ...stackOption) *stack {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	base := "http://" + ln.Addr().String()
@@ -64,6 +71,9 @@ func startStack(t *testing.T, opts ...stackOption) *stack {
 			MasterKeys: mk, AllowPrivate: true,
 		},
 		Logger: logger, Serve: true, Work: true, listener: ln,
+	}
+	if configure != nil {
+		configure(&m.Config)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	require.NoError(t, m.Open(ctx))

@@ -6,6 +6,8 @@
 //	locksmith worker                run River workers only
 //	locksmith migrate               apply database migrations (idempotent)
 //	locksmith dev                   a local stack with a demo tenant
+//	locksmith tenant create         create a tenant and its owner
+//	locksmith account reset-password  print a one-time password-reset link
 //	locksmith keys generate         print a new LOCKSMITH_MASTER_KEY entry
 //	locksmith version               print the version
 //
@@ -42,6 +44,9 @@ commands:
   dev                   run a local stack with a demo tenant (what make dev runs)
   tenant create --slug S --name N --owner-email E
                         create a tenant and its owner; prints JSON with an API key and a set-password link
+  account reset-password --email E
+                        make a one-time password-reset link (30 minutes) for a console account; prints JSON
+                        with set_password_url; using it signs the account out everywhere
   keys generate [--id ID]  print a new LOCKSMITH_MASTER_KEY entry
   version               print the version
 `
@@ -90,6 +95,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdDev(ctx, rest, getenv, stdout, stderr)
 	case "tenant":
 		err = cmdTenant(ctx, rest, getenv, stdout, stderr)
+	case "account":
+		err = cmdAccount(ctx, rest, getenv, stdout, stderr)
 	case "audit":
 		err = cmdAudit(ctx, rest, getenv, stdout, stderr)
 	case "keys":

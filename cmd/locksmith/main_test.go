@@ -87,29 +87,42 @@ func envList(m map[string]string) []string {
 // code 2 and exactly one line naming the variable, never its value.
 func TestBadConfiguration(t *testing.T) {
 	t.Parallel()
+	const smtpOK = "smtp://mailer:" + smtpSecret + "@mail.example.com:587"
 	tests := []struct {
 		name, variable, value, wantMsg string
+		// also sets other variables for the case.
+		also map[string]string
 	}{
-		{"database missing", "DATABASE_URL", "", "DATABASE_URL: expected a PostgreSQL URL"},
-		{"database not a url", "DATABASE_URL", "mysql://root@localhost/db", "DATABASE_URL: expected a PostgreSQL URL starting with postgres://"},
-		{"database does not parse", "DATABASE_URL", "postgres://user@host:notaport/db", "DATABASE_URL: expected a valid PostgreSQL URL"},
-		{"app database bad", "LOCKSMITH_APP_DATABASE_URL", "nope", "LOCKSMITH_APP_DATABASE_URL: expected a PostgreSQL URL"},
-		{"addr bad", "LOCKSMITH_ADDR", "8080", "LOCKSMITH_ADDR: expected host:port"},
-		{"addr port out of range", "LOCKSMITH_ADDR", ":99999", "LOCKSMITH_ADDR: expected host:port"},
-		{"base url missing", "LOCKSMITH_BASE_URL", "", "LOCKSMITH_BASE_URL: expected the public URL"},
-		{"base url relative", "LOCKSMITH_BASE_URL", "locksmith.internal", "LOCKSMITH_BASE_URL: expected the public URL"},
-		{"base url http public", "LOCKSMITH_BASE_URL", "http://locksmith.example.com", "LOCKSMITH_BASE_URL: http is only allowed for localhost"},
-		{"base url with path", "LOCKSMITH_BASE_URL", "https://locksmith.example.com/app?x=1", "LOCKSMITH_BASE_URL: expected the public URL"},
-		{"master key missing", "LOCKSMITH_MASTER_KEY", "", "LOCKSMITH_MASTER_KEY: expected one or more keyid:base64-32-bytes"},
-		{"master key short", "LOCKSMITH_MASTER_KEY", "k1:c2VjcmV0LXZhbHVl", "LOCKSMITH_MASTER_KEY: entry 1 (key id \"k1\"): key must decode to 32 bytes, got 12"},
-		{"allow private bad", "LOCKSMITH_ALLOW_PRIVATE_TARGETS", "maybe", "LOCKSMITH_ALLOW_PRIVATE_TARGETS: expected true or false"},
-		{"log level bad", "LOG_LEVEL", "loud", "LOG_LEVEL: expected one of debug, info, warn, error"},
-		{"log format bad", "LOG_FORMAT", "xml", "LOG_FORMAT: expected text or json"},
+		{"database missing", "DATABASE_URL", "", "DATABASE_URL: expected a PostgreSQL URL", nil},
+		{"database not a url", "DATABASE_URL", "mysql://root@localhost/db", "DATABASE_URL: expected a PostgreSQL URL starting with postgres://", nil},
+		{"database does not parse", "DATABASE_URL", "postgres://user@host:notaport/db", "DATABASE_URL: expected a valid PostgreSQL URL", nil},
+		{"app database bad", "LOCKSMITH_APP_DATABASE_URL", "nope", "LOCKSMITH_APP_DATABASE_URL: expected a PostgreSQL URL", nil},
+		{"addr bad", "LOCKSMITH_ADDR", "8080", "LOCKSMITH_ADDR: expected host:port", nil},
+		{"addr port out of range", "LOCKSMITH_ADDR", ":99999", "LOCKSMITH_ADDR: expected host:port", nil},
+		{"base url missing", "LOCKSMITH_BASE_URL", "", "LOCKSMITH_BASE_URL: expected the public URL", nil},
+		{"base url relative", "LOCKSMITH_BASE_URL", "locksmith.internal", "LOCKSMITH_BASE_URL: expected the public URL", nil},
+		{"base url http public", "LOCKSMITH_BASE_URL", "http://locksmith.example.com", "LOCKSMITH_BASE_URL: http is only allowed for localhost", nil},
+		{"base url with path", "LOCKSMITH_BASE_URL", "https://locksmith.example.com/app?x=1", "LOCKSMITH_BASE_URL: expected the public URL", nil},
+		{"master key missing", "LOCKSMITH_MASTER_KEY", "", "LOCKSMITH_MASTER_KEY: expected one or more keyid:base64-32-bytes", nil},
+		{"master key short", "LOCKSMITH_MASTER_KEY", "k1:c2VjcmV0LXZhbHVl", "LOCKSMITH_MASTER_KEY: entry 1 (key id \"k1\"): key must decode to 32 bytes, got 12", nil},
+		{"allow private bad", "LOCKSMITH_ALLOW_PRIVATE_TARGETS", "maybe", "LOCKSMITH_ALLOW_PRIVATE_TARGETS: expected true or false", nil},
+		{"log level bad", "LOG_LEVEL", "loud", "LOG_LEVEL: expected one of debug, info, warn, error", nil},
+		{"log format bad", "LOG_FORMAT", "xml", "LOG_FORMAT: expected text or json", nil},
+		{"smtp url scheme", "LOCKSMITH_SMTP_URL", "http://mailer:" + smtpSecret + "@mail.example.com", "LOCKSMITH_SMTP_URL: the scheme must be smtp (STARTTLS), smtps (implicit TLS) or smtp+insecure", nil},
+		{"smtp url unencoded password", "LOCKSMITH_SMTP_URL", "smtp://mailer:" + smtpSecret + "/x@mail.example.com", "LOCKSMITH_SMTP_URL: it does not parse as a URL; percent-encode", nil},
+		{"smtp url insecure remote", "LOCKSMITH_SMTP_URL", "smtp+insecure://mailer:" + smtpSecret + "@mail.example.com", "LOCKSMITH_SMTP_URL: smtp+insecure:// sends in clear text and is only allowed for a loopback host", nil},
+		{"smtp url user without password", "LOCKSMITH_SMTP_URL", "smtp://mailer@mail.example.com", "LOCKSMITH_SMTP_URL: it has a user name but no password", nil},
+		{"mail from missing", "LOCKSMITH_SMTP_URL", smtpOK, "LOCKSMITH_MAIL_FROM: required when LOCKSMITH_SMTP_URL is set", nil},
+		{"mail from bad", "LOCKSMITH_MAIL_FROM", "Locksmith no-reply", "LOCKSMITH_MAIL_FROM: expected a sender address", map[string]string{"LOCKSMITH_SMTP_URL": smtpOK}},
+		{"mail from without smtp url", "LOCKSMITH_MAIL_FROM", "no-reply@example.com", "LOCKSMITH_SMTP_URL: not set, but LOCKSMITH_MAIL_FROM is", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			env := goodEnv(t)
+			for k, v := range tt.also {
+				env[k] = v
+			}
 			if tt.value == "" {
 				delete(env, tt.variable)
 			} else {
@@ -129,9 +142,32 @@ func TestBadConfiguration(t *testing.T) {
 			if tt.value != "" && len(tt.value) > 6 {
 				require.NotContains(t, out, tt.value, "the message must not echo the value")
 			}
+			require.NotContains(t, out, smtpSecret, "never the SMTP password")
 		})
 	}
 }
+
+// TestWorkerNeedsBaseURL: a worker process builds the links it sends
+// (approval webhooks, password-reset email) from LOCKSMITH_BASE_URL, so it
+// refuses to start without it, like serve.
+func TestWorkerNeedsBaseURL(t *testing.T) {
+	t.Parallel()
+	env := goodEnv(t)
+	delete(env, "LOCKSMITH_BASE_URL")
+	cmd := exec.Command(binary, "worker")
+	cmd.Env = envList(env)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr, "stderr: %s", stderr.String())
+	require.Equal(t, 2, exitErr.ExitCode(), "stderr: %s", stderr.String())
+	require.Contains(t, stderr.String(), "locksmith: LOCKSMITH_BASE_URL: expected the public URL")
+}
+
+// smtpSecret is the SMTP password in configuration tests; no output may
+// show it.
+const smtpSecret = "smtp-pa55word-never-shown"
 
 func TestUnknownCommandAndFlags(t *testing.T) {
 	t.Parallel()

@@ -15,11 +15,13 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/locksmithhq/locksmith/consent"
+	"github.com/locksmithhq/locksmith/jobs"
 	lsql "github.com/locksmithhq/locksmith/sql"
 	"github.com/locksmithhq/locksmith/tenants"
 	"github.com/locksmithhq/locksmith/tenants/approvals"
 	"github.com/locksmithhq/locksmith/tenants/audit"
 	"github.com/locksmithhq/locksmith/tenants/egress"
+	"github.com/locksmithhq/locksmith/tenants/mail"
 	"github.com/locksmithhq/locksmith/tenants/policy"
 	"github.com/locksmithhq/locksmith/tenants/seal"
 	"github.com/locksmithhq/locksmith/tenants/tokena"
@@ -64,6 +66,9 @@ type Main struct {
 	http            *http.Server
 	listener        net.Listener
 
+	// Mailer sends password-reset email; nil when LOCKSMITH_SMTP_URL is unset.
+	Mailer *mail.Mailer
+
 	closeOnce sync.Once
 }
 
@@ -93,7 +98,25 @@ func (m *Main) Open(ctx context.Context) error {
 	} else {
 		baseURL = "http://localhost"
 	}
-	if m.Tenants, err = tenants.New(tenants.Config{DB: db, Sealer: m.Sealer, Egress: m.Egress, Logger: m.Logger, BaseURL: baseURL}); err != nil {
+	// Jobs enqueued inside domain transactions (password-reset email,
+	// refresh after consent, revoke after disconnect, approval webhooks) go
+	// through an insert-only client: the working client needs the domain
+	// services first.
+	if m.inserter, err = jobs.NewInserter(m.DB, m.Logger); err != nil {
+		return err
+	}
+	tc := tenants.Config{DB: db, Sealer: m.Sealer, Egress: m.Egress, Logger: m.Logger, BaseURL: baseURL}
+	if m.Config.SMTP != nil {
+		hello := ""
+		if m.Config.BaseURL != nil {
+			hello = m.Config.BaseURL.Hostname()
+		}
+		if m.Mailer, err = mail.New(mail.Config{Server: *m.Config.SMTP, From: m.Config.MailFrom, HelloName: hello}); err != nil {
+			return err
+		}
+		tc.PasswordResets = m.inserter
+	}
+	if m.Tenants, err = tenants.New(tc); err != nil {
 		return err
 	}
 	if err := m.openDomain(ctx, baseURL); err != nil {
@@ -240,7 +263,9 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(getenv, need{database: true, baseURL: !workerOnly, keys: true})
+	// A worker needs the base URL too: the links it sends (approval
+	// webhooks, password-reset email) are built from it.
+	cfg, err := LoadConfig(getenv, need{database: true, baseURL: true, keys: true})
 	if err != nil {
 		return err
 	}

@@ -27,12 +27,7 @@ import (
 // LISTEN connections) start here and stop in Close.
 func (m *Main) openDomain(ctx context.Context, baseURL string) error {
 	var err error
-	// Jobs enqueued inside domain transactions (refresh after consent, revoke
-	// after disconnect, approval webhooks) go through an insert-only client:
-	// the working client needs the broker first.
-	if m.inserter, err = jobs.NewInserter(m.DB, m.Logger); err != nil {
-		return err
-	}
+	// m.inserter (built in Open) enqueues jobs inside domain transactions.
 	if m.Vault, err = consent.NewVault(consent.VaultConfig{DB: m.DB, Sealer: m.Sealer, Inserter: m.inserter, Logger: m.Logger}); err != nil {
 		return err
 	}
@@ -77,6 +72,7 @@ func (m *Main) openDomain(ctx context.Context, baseURL string) error {
 	if m.River, err = jobs.NewClient(jobs.Config{
 		DB: m.DB, Sealer: m.Sealer, Logger: m.Logger, Work: m.Work,
 		Egress: m.Egress, BaseURL: baseURL, Broker: m.Broker,
+		Tenants: m.Tenants, Mailer: m.Mailer,
 	}); err != nil {
 		return err
 	}

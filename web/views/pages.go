@@ -9,6 +9,23 @@ type AuthPage struct {
 	Errors Errors
 	// AltHref links to the other form (sign up ↔ sign in), keeping Next.
 	AltHref string
+	// Notice is a fixed success message (after a password was set).
+	Notice string
+}
+
+// ForgotPasswordPage is the model of /forgot-password.
+type ForgotPasswordPage struct {
+	Head Head
+	// Enabled is true when the server can send email (LOCKSMITH_SMTP_URL);
+	// otherwise the page says how the operator makes a link instead.
+	Enabled bool
+	// Sent shows the answer to a request, the same whether or not an
+	// account has that email.
+	Sent   bool
+	Email  string
+	Errors Errors
+	// LinkTTL says how long a reset link works ("30 minutes").
+	LinkTTL string
 }
 
 // TenantsPage is the model of /console: the account's tenants and the form

@@ -245,6 +245,10 @@ func runScale(ctx context.Context, args []string, out io.Writer) error {
 		res.FirstAttempt, res.MoreAttempts, res.Snoozed, res.Snoozes)
 	fmt.Fprintf(out, "  start lag (attempted - due): %s\n  due to done:                 %s\n  job run time:                %s\n",
 		res.Lag, res.DueToDone, res.Run)
+	if res.Snoozed > 0 {
+		fmt.Fprintf(out, "  snoozed jobs' start lag after their last snooze: %s\n", res.SnoozeLag)
+	}
+	fmt.Fprintf(out, "most refreshes started in any 1 s window: %d\n", res.MaxStartedPerSecond)
 	fmt.Fprintf(out, "exactly once: Acme refresh grants %d, families revoked %d, reuse detections %d; grants refreshed %d; jobs completed %d, next scheduled %d, other %d\n",
 		res.Acme.RefreshGrants, res.Acme.FamiliesRevoked, res.Acme.RefreshReuseDetections, res.GrantsRefreshed, res.JobsCompleted, res.JobsNext, res.JobsOther)
 	fmt.Fprintf(out, "memory with every grant refreshed and cached, after GC: HeapAlloc %s, VmRSS %s\n",
