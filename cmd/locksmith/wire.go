@@ -111,8 +111,9 @@ func (m *Main) openMCP(verifier *tokena.Verifier) (*webmcp.Handler, error) {
 // metricsRegistry is the /metrics registry: the web server's collectors,
 // the token broker's counters of revocations after use and the MCP
 // endpoint's count of upstream circuits opened.
-func metricsRegistry(b *consent.Broker, h *webmcp.Handler) *prometheus.Registry {
+func metricsRegistry(b *consent.Broker, h *webmcp.Handler, w *audit.Writer) *prometheus.Registry {
 	reg := web.NewRegistry()
+	reg.MustRegister(auditCollector{w})
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "locksmith_upstream_circuit_opens_total",
 		Help: "Times an upstream's circuit breaker opened on this instance (repeated failures: Locksmith stops calling it for the cool-down).",
@@ -128,6 +129,46 @@ func metricsRegistry(b *consent.Broker, h *webmcp.Handler) *prometheus.Registry 
 		}, func() float64 { return float64(read(b.AfterUseStats())) }))
 	}
 	return reg
+}
+
+// auditCollector reports the audit writer's counters and commit waits.
+// Alert on locksmith_audit_events_failed_total: a failed event is a tool
+// call refused (intent) or an outcome not recorded.
+type auditCollector struct{ w *audit.Writer }
+
+var (
+	auditEventsDesc = prometheus.NewDesc("locksmith_audit_events_total",
+		"Audit events committed by this instance's writer.", nil, nil)
+	auditBatchesDesc = prometheus.NewDesc("locksmith_audit_batches_total",
+		"Audit write transactions committed by this instance's writer (group commit: events per batch = events / batches).", nil, nil)
+	auditFailedDesc = prometheus.NewDesc("locksmith_audit_events_failed_total",
+		"Audit events whose write failed (the call was refused, or its success withheld, and the agent told to retry).", nil, nil)
+	auditQueuedDesc = prometheus.NewDesc("locksmith_audit_queued_events",
+		"Audit events waiting for a write transaction now.", nil, nil)
+	auditWaitDesc = prometheus.NewDesc("locksmith_audit_commit_wait_seconds",
+		"How long a tool call waited for each of its audit events to commit (intent before the upstream call, outcome after).", nil, nil)
+)
+
+func (auditCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{auditEventsDesc, auditBatchesDesc, auditFailedDesc, auditQueuedDesc, auditWaitDesc} {
+		ch <- d
+	}
+}
+
+func (c auditCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.w.Stats()
+	ch <- prometheus.MustNewConstMetric(auditEventsDesc, prometheus.CounterValue, float64(s.Events))
+	ch <- prometheus.MustNewConstMetric(auditBatchesDesc, prometheus.CounterValue, float64(s.Batches))
+	ch <- prometheus.MustNewConstMetric(auditFailedDesc, prometheus.CounterValue, float64(s.Failed))
+	ch <- prometheus.MustNewConstMetric(auditQueuedDesc, prometheus.GaugeValue, float64(s.Queued))
+	buckets := make(map[float64]uint64, len(audit.WaitBuckets))
+	var n uint64
+	for i, le := range audit.WaitBuckets {
+		n += s.WaitCounts[i]
+		buckets[le] = n
+	}
+	n += s.WaitCounts[len(audit.WaitBuckets)]
+	ch <- prometheus.MustNewConstHistogram(auditWaitDesc, n, s.WaitSum, buckets)
 }
 
 // idpExchange finds a tenant's token-exchange client: Locksmith's OIDC client

@@ -443,6 +443,12 @@ func TestGroupCommit(t *testing.T) {
 	st := b.writer.Stats()
 	require.Equal(t, uint64(writers*each), st.Events)
 	require.Less(t, st.Batches, uint64(writers*each), "no batching happened")
+	var waited uint64
+	for _, n := range st.WaitCounts {
+		waited += n
+	}
+	require.Equal(t, st.Events, waited, "every event's commit wait is counted")
+	require.Zero(t, st.Queued)
 	t.Logf("group commit: %d events in %d transactions", st.Events, st.Batches)
 }
 

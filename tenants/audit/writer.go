@@ -78,18 +78,59 @@ type Writer struct {
 	wg     sync.WaitGroup
 
 	batches, events, failed atomic.Uint64
+	// waits counts events by how long their caller waited, from the event's
+	// time stamp (taken as it is queued) to its batch's answer.
+	waits [len(WaitBuckets) + 1]atomic.Uint64
+	// waitSumMicros is the sum of those waits.
+	waitSumMicros atomic.Uint64
 }
+
+// WaitBuckets are the upper bounds of the commit-wait histogram (seconds;
+// the last bucket, past them, is implicit).
+var WaitBuckets = [...]float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1}
 
 // WriterStats counts what a Writer committed since it started.
 type WriterStats struct {
 	// Batches is the number of transactions committed; Events the events
 	// they wrote; Failed the events whose batch failed.
 	Batches, Events, Failed uint64
+	// Queued is the number of events waiting for a flusher now.
+	Queued int
+	// WaitCounts[i] is the number of events, committed or failed, whose
+	// caller waited at most WaitBuckets[i] (and more than the bound before
+	// it); the last entry counts the longer waits. WaitSum is the total
+	// wait in seconds.
+	WaitCounts [len(WaitBuckets) + 1]uint64
+	WaitSum    float64
 }
 
 // Stats returns the Writer's counters (for metrics and tests).
 func (w *Writer) Stats() WriterStats {
-	return WriterStats{Batches: w.batches.Load(), Events: w.events.Load(), Failed: w.failed.Load()}
+	s := WriterStats{Batches: w.batches.Load(), Events: w.events.Load(), Failed: w.failed.Load(),
+		WaitSum: float64(w.waitSumMicros.Load()) / 1e6}
+	for i := range w.waits {
+		s.WaitCounts[i] = w.waits[i].Load()
+	}
+	for _, q := range w.queues {
+		s.Queued += len(q)
+	}
+	return s
+}
+
+// observeWaits records how long batch's callers waited, until now.
+func (w *Writer) observeWaits(batch []*pending, now time.Time) {
+	var sum uint64
+	for _, p := range batch {
+		d := max(now.Sub(p.row.at), 0)
+		sum += uint64(d.Microseconds())
+		secs := d.Seconds()
+		i := 0
+		for i < len(WaitBuckets) && secs > WaitBuckets[i] {
+			i++
+		}
+		w.waits[i].Add(1)
+	}
+	w.waitSumMicros.Add(sum)
 }
 
 // pending is one event waiting for its batch to commit.
@@ -340,6 +381,7 @@ func (w *Writer) write(batch []*pending, cols *columns) {
 		w.batches.Add(1)
 		w.events.Add(uint64(len(batch)))
 	}
+	w.observeWaits(batch, w.now())
 	for _, p := range batch {
 		p.done <- err
 	}
