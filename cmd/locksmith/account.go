@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,17 +35,11 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return err
 	}
-	cfg, err := LoadConfig(getenv, need{database: true, baseURL: true, keys: true})
+	m, ctx, done, err := openForCommand(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	m := &Main{Config: cfg, Logger: newLogger(stderr, cfg)}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := m.Open(ctx); err != nil {
-		return err
-	}
-	defer m.Close(context.Background())
+	defer done()
 
 	acct, err := m.Tenants.AccountByEmail(ctx, normalized)
 	if errors.Is(err, tenants.ErrNotFound) {
@@ -59,9 +52,7 @@ func cmdAccount(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{
+	return printJSON(stdout, map[string]any{
 		"account_id":       acct.ID,
 		"email":            acct.Email,
 		"set_password_url": m.Tenants.SetPasswordURL(tok),

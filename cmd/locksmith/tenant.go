@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"time"
 
 	"github.com/locksmithhq/locksmith/tenants"
@@ -31,17 +30,11 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 			return &usageError{flagName + " is required"}
 		}
 	}
-	cfg, err := LoadConfig(getenv, need{database: true, baseURL: true, keys: true})
+	m, ctx, done, err := openForCommand(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	m := &Main{Config: cfg, Logger: newLogger(stderr, cfg)}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := m.Open(ctx); err != nil {
-		return err
-	}
-	defer m.Close(context.Background())
+	defer done()
 
 	svc := m.Tenants
 	acct, err := svc.EnsureAccount(ctx, *owner)
@@ -61,18 +54,41 @@ func cmdTenant(ctx context.Context, args []string, getenv func(string) string, s
 		"tenant_slug": t.Slug,
 		"owner_email": acct.Email,
 		"api_key":     key,
-		"mcp_url":     cfg.BaseURL.String() + "/t/" + t.Slug + "/mcp",
+		"mcp_url":     m.Config.BaseURL.String() + "/t/" + t.Slug + "/mcp",
 	}
 	if !acct.HasPassword {
 		tok, err := svc.SetPasswordToken(ctx, acct.ID)
 		if err != nil {
 			return err
 		}
-		out["set_password_url"] = cfg.BaseURL.String() + "/set-password?token=" + url.QueryEscape(tok)
+		out["set_password_url"] = svc.SetPasswordURL(tok)
 	}
-	enc := json.NewEncoder(stdout)
+	return printJSON(stdout, out)
+}
+
+// openForCommand loads the configuration a one-shot command needs (the
+// database, the base URL for the links it prints, the master keys) and
+// opens Main with a 30 s deadline; done closes both.
+func openForCommand(ctx context.Context, getenv func(string) string, stderr io.Writer) (*Main, context.Context, func(), error) {
+	cfg, err := LoadConfig(getenv, need{database: true, baseURL: true, keys: true})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m := &Main{Config: cfg, Logger: newLogger(stderr, cfg)}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := m.Open(ctx); err != nil {
+		_ = m.Close(context.Background())
+		cancel()
+		return nil, nil, nil, err
+	}
+	return m, ctx, func() { _ = m.Close(context.Background()); cancel() }, nil
+}
+
+// printJSON writes v to w as indented JSON (a command's result).
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return enc.Encode(v)
 }
 
 // publicErr turns a domain error into a usage error (exit 2) with its
