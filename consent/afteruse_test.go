@@ -3,6 +3,7 @@ package consent_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -15,11 +16,18 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/locksmithhq/locksmith/consent"
 	"github.com/locksmithhq/locksmith/demo/idp"
 	"github.com/locksmithhq/locksmith/demo/tasks"
+	"github.com/locksmithhq/locksmith/jobs"
+	lsql "github.com/locksmithhq/locksmith/sql"
+	"github.com/locksmithhq/locksmith/sql/sqltest"
 	"github.com/locksmithhq/locksmith/tenants"
 )
 
@@ -476,4 +484,310 @@ func TestRevokeAfterUseRecheckSurvivesOutage(t *testing.T) {
 		require.Equal(t, cached.Value, tok.Value)
 	}
 	require.Equal(t, reads+1, ups.reads.Load(), "one failed read, then the last known registration for UpstreamTTL")
+}
+
+// revocationRow is a grant_revocations row as stored.
+type revocationRow struct {
+	id, grantID, upstreamID uuid.UUID
+	sealed                  []byte
+	hint                    string
+	attempts                int
+}
+
+// revocationRows returns the tenant's grant_revocations rows.
+func (e *env) revocationRows(t testing.TB) []revocationRow {
+	t.Helper()
+	ctx := context.Background()
+	var out []revocationRow
+	require.NoError(t, e.db.InTenant(ctx, e.tenantID, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, "SELECT id, grant_id, upstream_id, token_sealed, token_type_hint, attempts FROM grant_revocations ORDER BY created_at")
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (revocationRow, error) {
+			var x revocationRow
+			err := r.Scan(&x.id, &x.grantID, &x.upstreamID, &x.sealed, &x.hint, &x.attempts)
+			return x, err
+		})
+		return err
+	}))
+	return out
+}
+
+// revokeJob returns the River job enqueued for the grant_revocations row id.
+func (e *env) revokeJob(t testing.TB, id uuid.UUID) *rivertype.JobRow {
+	t.Helper()
+	ctx := context.Background()
+	var jobID int64
+	require.NoError(t, e.db.Pool().QueryRow(ctx, "SELECT id FROM river_job WHERE kind = $1 AND args->>'revocation_id' = $2",
+		consent.RevokeJobArgs{}.Kind(), id.String()).Scan(&jobID))
+	job, err := e.inserter.JobGet(ctx, jobID)
+	require.NoError(t, err)
+	var args consent.RevokeJobArgs
+	require.NoError(t, json.Unmarshal(job.EncodedArgs, &args))
+	require.Equal(t, consent.RevokeJobArgs{TenantID: e.tenantID, RevocationID: id}, args)
+	return job
+}
+
+// workRevokeJob works job as River would, with the production revoke
+// worker over b, and returns the updated job and the worker's error.
+func (e *env) workRevokeJob(t *testing.T, b *consent.Broker, job *rivertype.JobRow) (*rivertest.WorkResult, error) {
+	t.Helper()
+	ctx := context.Background()
+	tw := rivertest.NewWorker(t, riverpgxv5.New(nil), &river.Config{Logger: e.logger}, jobs.NewRevokeWorker(b))
+	tx, err := e.db.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	res, werr := tw.WorkJob(ctx, t, tx, job)
+	require.NotNil(t, res, "work job: %v", werr)
+	require.NoError(t, tx.Commit(ctx))
+	return res, werr
+}
+
+// TestRevokeAfterUseIsDurable: before a single-use token is handed out, it
+// is kept sealed in a grant_revocations row (the grant, the upstream, the
+// access_token hint; never the token's bytes) with a revoke job scheduled
+// RevokeAfterUseBackstop later. AfterUse revokes it at Acme and deletes the
+// row, so the job, when it runs, revokes nothing.
+func TestRevokeAfterUseIsDurable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	acme := startAcme(t, 0)
+	up := e.addUpstream(t, acme, upstreamOpts{refreshNarrows: true, revokeAfterUse: true})
+	g := e.save(t, acme, up, "engineer", tasks.ScopeRead, tasks.ScopeWrite)
+	b := e.newBroker(t, brokerOpts{})
+	t.Cleanup(b.Close)
+
+	before := time.Now()
+	tok, err := b.Token(ctx, e.tenantID, up.ID, testUser("engineer"), []string{tasks.ScopeRead})
+	require.NoError(t, err)
+	require.True(t, tok.RevokeAfterUse)
+	rows := e.revocationRows(t)
+	require.Len(t, rows, 1, "the row is written before the token is handed out")
+	r := rows[0]
+	require.Equal(t, g.ID, r.grantID)
+	require.Equal(t, up.ID, r.upstreamID)
+	require.Equal(t, "access_token", r.hint)
+	require.NotEmpty(t, r.sealed)
+	require.False(t, bytes.Contains(r.sealed, []byte(tok.Value)), "the token in plaintext in grant_revocations")
+	job := e.revokeJob(t, r.id)
+	require.Equal(t, consent.QueueGrants, job.Queue)
+	require.Equal(t, rivertype.JobStateScheduled, job.State, "a backstop, not an immediate revocation")
+	require.WithinDuration(t, before.Add(consent.RevokeAfterUseBackstop), job.ScheduledAt, 10*time.Second)
+	n, err := e.vault.PendingRevocations(ctx, e.tenantID)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	require.Equal(t, http.StatusOK, acme.listTasks(t, tok.Value), "the call")
+	b.AfterUse(ctx, e.tenantID, up.ID, tok)
+	b.Close()
+	require.Equal(t, consent.AfterUseStats{Revoked: 1}, b.AfterUseStats())
+	require.Equal(t, http.StatusUnauthorized, acme.listTasks(t, tok.Value), "revoked right after use")
+	require.Empty(t, e.revocationRows(t), "the row is deleted once the token is revoked")
+
+	res, err := e.workRevokeJob(t, e.newBroker(t, brokerOpts{}), job)
+	require.NoError(t, err)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, 1, acme.Stats().RevocationCalls, "the backstop job found nothing left to revoke")
+}
+
+// TestRevokeAfterUseFailureLeftToJob: when Acme's revocation endpoint fails
+// at AfterUse time, the call is unaffected, the failure is counted and the
+// row stays; the revoke job fails (retried with backoff by River) while
+// Acme is still failing, and revokes the token and deletes the row once
+// Acme is back.
+func TestRevokeAfterUseFailureLeftToJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	var failing atomic.Bool
+	acme := startAcmeWrapped(t, tasks.Config{}, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/revoke" && failing.Load() {
+				http.Error(w, `{"error":"temporarily_unavailable"}`, http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	up := e.addUpstream(t, acme, upstreamOpts{refreshNarrows: true, revokeAfterUse: true})
+	e.save(t, acme, up, "engineer", tasks.ScopeRead, tasks.ScopeWrite)
+	b := e.newBroker(t, brokerOpts{})
+	t.Cleanup(b.Close)
+
+	tok, err := b.Token(ctx, e.tenantID, up.ID, testUser("engineer"), []string{tasks.ScopeRead})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, acme.listTasks(t, tok.Value))
+	failing.Store(true)
+	b.AfterUse(ctx, e.tenantID, up.ID, tok)
+	b.Close()
+	require.Equal(t, consent.AfterUseStats{Failed: 1}, b.AfterUseStats())
+	require.Equal(t, http.StatusOK, acme.listTasks(t, tok.Value), "not revoked yet")
+	rows := e.revocationRows(t)
+	require.Len(t, rows, 1, "the row stays for the revoke job")
+	job := e.revokeJob(t, rows[0].id)
+
+	later := e.newBroker(t, brokerOpts{})
+	res, err := e.workRevokeJob(t, later, job)
+	var re *consent.RetryableError
+	require.ErrorAs(t, err, &re, "Acme still failing: the job fails, to be retried")
+	require.Equal(t, river.EventKindJobFailed, res.EventKind)
+	// River retries it with backoff (a first retry due within seconds is
+	// made available at once).
+	require.Contains(t, []rivertype.JobState{rivertype.JobStateRetryable, rivertype.JobStateAvailable}, res.Job.State)
+	require.Len(t, res.Job.Errors, 1)
+	rows = e.revocationRows(t)
+	require.Len(t, rows, 1)
+	require.Equal(t, 1, rows[0].attempts)
+
+	failing.Store(false)
+	res, err = e.workRevokeJob(t, later, res.Job)
+	require.NoError(t, err)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, http.StatusUnauthorized, acme.listTasks(t, tok.Value), "revoked by the job")
+	require.Equal(t, map[string]int{tasks.TokenHash(tok.Value): 1}, revocationsOf(acme))
+	require.Empty(t, e.revocationRows(t))
+}
+
+// TestRevokeAfterUseSurvivesCrash: a process that dies after handing a
+// single-use token out and before AfterUse (the broker is dropped, AfterUse
+// never runs) leaves the token to its revoke job, which another broker
+// (another process) runs to revoke it at Acme.
+func TestRevokeAfterUseSurvivesCrash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	acme := startAcme(t, 0)
+	up := e.addUpstream(t, acme, upstreamOpts{refreshNarrows: true, revokeAfterUse: true})
+	e.save(t, acme, up, "engineer", tasks.ScopeRead, tasks.ScopeWrite)
+
+	var tok consent.Token
+	func() {
+		crashed := e.newBroker(t, brokerOpts{})
+		var err error
+		tok, err = crashed.Token(ctx, e.tenantID, up.ID, testUser("engineer"), []string{tasks.ScopeRead})
+		require.NoError(t, err)
+		require.True(t, tok.RevokeAfterUse)
+		require.Equal(t, http.StatusOK, acme.listTasks(t, tok.Value))
+		// The process dies here: no AfterUse, no Close.
+	}()
+	require.Zero(t, acme.Stats().RevocationCalls)
+	rows := e.revocationRows(t)
+	require.Len(t, rows, 1)
+	job := e.revokeJob(t, rows[0].id)
+
+	restarted := e.newBroker(t, brokerOpts{})
+	t.Cleanup(restarted.Close)
+	res, err := e.workRevokeJob(t, restarted, job)
+	require.NoError(t, err)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, http.StatusUnauthorized, acme.listTasks(t, tok.Value), "revoked by the job after the crash")
+	require.Equal(t, map[string]int{tasks.TokenHash(tok.Value): 1}, revocationsOf(acme))
+	require.Empty(t, e.revocationRows(t))
+}
+
+// TestRevokeAfterUseNotHandedOutUnrecorded: when the grant_revocations row
+// can't be written, Token returns a retryable error that says why (without
+// any token) and no token; the minted token is revoked at once.
+func TestRevokeAfterUseNotHandedOutUnrecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := sqltest.NewDatabase(t)
+	db, err := lsql.Open(ctx, lsql.Options{URL: dbURL, AssumeRole: true})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	e := setupOn(t, db)
+	acme := startAcme(t, 0)
+	up := e.addUpstream(t, acme, upstreamOpts{refreshNarrows: true, revokeAfterUse: true})
+	e.save(t, acme, up, "engineer", tasks.ScopeRead, tasks.ScopeWrite)
+	b := e.newBroker(t, brokerOpts{})
+	t.Cleanup(b.Close)
+
+	owner, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	_, err = owner.Exec(ctx, `CREATE FUNCTION refuse_revocations() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN RAISE EXCEPTION 'grant_revocations unavailable'; END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON grant_revocations FOR EACH ROW EXECUTE FUNCTION refuse_revocations()`)
+	require.NoError(t, err)
+	require.NoError(t, owner.Close(ctx))
+
+	tok, err := b.Token(ctx, e.tenantID, up.ID, testUser("engineer"), []string{tasks.ScopeRead})
+	require.Error(t, err)
+	require.Equal(t, consent.Token{}, tok, "no token")
+	var re *consent.RetryableError
+	require.ErrorAs(t, err, &re, "the agent is told to retry")
+	require.Contains(t, err.Error(), "could not be recorded for revocation, so it was not handed out")
+	for _, issued := range issuedTokens() {
+		require.NotContains(t, err.Error(), issued, "a token in the error")
+	}
+
+	b.Close()
+	require.Equal(t, consent.AfterUseStats{Revoked: 1}, b.AfterUseStats(), "the token that was not handed out was revoked at once")
+	st := acme.Stats()
+	require.Equal(t, 1, st.RevocationCalls)
+	require.Equal(t, tasks.KindAccessToken, st.Revocations[0].Kind)
+	require.True(t, st.Revocations[0].Revoked)
+	require.Zero(t, st.FamiliesRevoked, "the user stays connected")
+	require.Empty(t, e.revocationRows(t))
+}
+
+// TestRevokeAfterUseNotHandedOutDuringOutage: with the database down (a
+// PostgreSQL restart), an exchanged single-use token — which needs no
+// database until it must be recorded — is not handed out: Token says the
+// database is unavailable and the error is retryable; the exchanged token
+// is revoked at the IdP at once. Once the database is back, the call works.
+func TestRevokeAfterUseNotHandedOutDuringOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := sqltest.NewDatabase(t)
+	db, err := lsql.Open(ctx, lsql.Options{URL: dbURL, AssumeRole: true})
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	e := setupOn(t, db)
+	const idpSecret = "exchange-client-secret"
+	provider := idp.NewTestServer(t, func(c *idp.Config) { c.Clients = idp.DefaultClients(idpSecret) })
+	up := e.addUpstream(t, nil, upstreamOpts{authMode: tenants.AuthTokenExchange, exchangeAudience: "https://tasks.example.test",
+		revocationURL: provider.URL() + "/revoke", revokeAfterUse: true})
+	b := e.newBroker(t, brokerOpts{exchange: staticExchange{TokenURL: provider.TokenURL(), ClientID: idp.ClientLocksmith, ClientSecret: idpSecret}})
+	t.Cleanup(b.Close)
+	tokenA, err := provider.MintAccessToken(idp.MintRequest{User: idp.UsernameEngineer, Scopes: []string{"openid", tasks.ScopeRead}})
+	require.NoError(t, err)
+	user := consent.User{Issuer: provider.URL(), Subject: idp.UserEngineer, RawTokenA: tokenA}
+
+	warm, err := b.Token(ctx, e.tenantID, up.ID, user, []string{tasks.ScopeRead}) // caches the registration
+	require.NoError(t, err)
+	rows := e.revocationRows(t)
+	require.Len(t, rows, 1)
+	require.Equal(t, uuid.Nil, rows[0].grantID, "an exchanged token has no grant")
+	require.Equal(t, up.ID, rows[0].upstreamID)
+	require.False(t, bytes.Contains(rows[0].sealed, []byte(warm.Value)), "the token in plaintext in grant_revocations")
+	b.AfterUse(ctx, e.tenantID, up.ID, warm)
+	require.Eventually(t, func() bool {
+		n, err := e.vault.PendingRevocations(ctx, e.tenantID)
+		return err == nil && n == 0
+	}, 10*time.Second, 10*time.Millisecond, "revoked after use and its row deleted")
+
+	end := sqltest.Outage(t, dbURL)
+	exchanges := provider.TokenExchangeCount()
+	tok, err := b.Token(ctx, e.tenantID, up.ID, user, []string{tasks.ScopeRead})
+	require.Error(t, err)
+	require.Equal(t, consent.Token{}, tok, "no token")
+	require.Equal(t, exchanges+1, provider.TokenExchangeCount(), "the token was minted, then withheld")
+	require.ErrorIs(t, err, lsql.ErrUnavailable)
+	var re *consent.RetryableError
+	require.ErrorAs(t, err, &re)
+	require.NotContains(t, err.Error(), tokenA)
+	b.Close()
+	require.Equal(t, consent.AfterUseStats{Revoked: 2}, b.AfterUseStats(), "the warm call's token and the withheld one")
+	end()
+
+	b2 := e.newBroker(t, brokerOpts{exchange: staticExchange{TokenURL: provider.TokenURL(), ClientID: idp.ClientLocksmith, ClientSecret: idpSecret}})
+	t.Cleanup(b2.Close)
+	require.Eventually(t, func() bool {
+		tok, err = b2.Token(ctx, e.tenantID, up.ID, user, []string{tasks.ScopeRead})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "the database is back")
+	require.True(t, tok.RevokeAfterUse)
+	require.Len(t, e.revocationRows(t), 1, "the new token's row")
 }

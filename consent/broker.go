@@ -173,6 +173,9 @@ type Broker struct {
 	afterSem    chan struct{}
 	afterOK     atomic.Int64
 	afterFailed atomic.Int64
+	// held maps each single-use token handed out to its grant_revocations
+	// row, for AfterUse to delete once it revoked the token.
+	held heldTokens
 }
 
 type cachedUpstream struct {
@@ -205,7 +208,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		flush: orDefault(cfg.FlushInterval, time.Minute), now: cfg.Now,
 		noSingleFlight: cfg.noSingleFlight, afterUpstream: cfg.afterUpstream,
 		upCache: map[[2]uuid.UUID]*cachedUpstream{}, blocked: map[uuid.UUID]time.Time{},
-		afterSem: make(chan struct{}, maxAfterUse),
+		afterSem: make(chan struct{}, maxAfterUse), held: heldTokens{m: map[[32]byte]heldToken{}},
 	}
 	b.wait = orDefault(cfg.WaitTimeout, b.timeout+2*time.Second)
 	if b.lease <= b.timeout {
@@ -240,11 +243,16 @@ func (b *Broker) Vault() *Vault { return b.vault }
 // RevokeAfterUse in the registration cache, read from the database at most
 // once per UpstreamTTL). When the upstream revokes after use, a narrowed or
 // exchanged token is minted for this call alone (Token.RevokeAfterUse): the
-// caller must pass it to AfterUse when the call is over. Errors:
+// caller must pass it to AfterUse when the call is over. Such a token is
+// handed out only after its revocation was made durable (a sealed
+// grant_revocations row and a revoke job RevokeAfterUseBackstop later, one
+// transaction); when that write fails, the token is revoked at once and
+// not returned. Errors:
 //   - *ConsentRequiredError: no grant, needs_reauth, missing scopes, or
 //     revoked (errors.Is(err, ErrRevoked)); it carries the consent URL;
 //   - *RetryableError: upstream or IdP unreachable, 5xx/429 (RetryAfter),
-//     a refresh elsewhere did not settle within the wait timeout;
+//     a refresh elsewhere did not settle within the wait timeout, or a
+//     single-use token could not be recorded for revocation (the database);
 //   - *OAuthError: the upstream or IdP refused (e.g. a refused exchange);
 //   - ErrNotBrokered, ErrInvalid (bad user), ErrNotFound (no such upstream).
 func (b *Broker) Token(ctx context.Context, tenantID, upstreamID uuid.UUID, user User, scopes []string) (Token, error) {
@@ -293,14 +301,14 @@ func (b *Broker) revokesAfterUse(ctx context.Context, tenantID, upstreamID uuid.
 
 // keep caches tok for later calls of the same user, upstream and scope set
 // (bound to Token A when tokenA is not 0), or, when tok is single-use,
-// marks it RevokeAfterUse and keeps it out of the cache.
-func (b *Broker) keep(up tenants.Upstream, key cacheKey, req []string, tok Token, tokenA uint64, now time.Time, gen uint64) Token {
+// keeps it out of the cache and hands it out only once its revocation is
+// durable (holdSingleUse).
+func (b *Broker) keep(ctx context.Context, up tenants.Upstream, key cacheKey, req []string, tok Token, tokenA uint64, now time.Time, gen uint64) (Token, error) {
 	if singleUse(up, tok) {
-		tok.RevokeAfterUse = true
-		return tok
+		return b.holdSingleUse(ctx, up, tok)
 	}
 	b.cache.put(key, req, key.tenant, tok, tokenA, b.margin, now, gen)
-	return tok
+	return tok, nil
 }
 
 func (b *Broker) tokenSlow(ctx context.Context, key cacheKey, user User, req []string) (Token, error) {

@@ -95,21 +95,27 @@
 //
 //	Token ──mint──► Token{RevokeAfterUse: true}    not cached; callers don't share
 //	                   │                           a flight (each mints its own;
-//	                   │ the upstream call          refreshes take turns on the lease)
-//	                   ▼
+//	                   │                           refreshes take turns on the lease)
+//	                   ├─ one transaction: token sealed in grant_revocations
+//	                   │  + RevokeJobArgs scheduled RevokeAfterUseBackstop later
+//	                   │  (fails → token revoked at once, not handed out,
+//	                   │   *RetryableError)
+//	                   ▼ the upstream call
 //	AfterUse ──goroutine──► POST revocation_url    token=…, token_type_hint=access_token,
 //	(returns at once)        (RFC 7009, egress)     as the client the token was issued to
 //	                   │
-//	                   ├─ 2xx          → counted Revoked
+//	                   ├─ 2xx          → counted Revoked; row deleted (the job finds nothing)
 //	                   └─ anything else → logged (never the token), counted Failed;
-//	                                      the call's answer is unaffected
+//	                                      the call's answer is unaffected; the row stays
+//	                                      and the job revokes it, retried with backoff
 //
 // The revocation runs after the answer path, bounded by RefreshTimeout, at
-// most 256 at a time per broker (beyond that it is skipped, logged and
-// counted as failed); Close waits for those in flight. It is not a job: the
-// token would have to be persisted (sealed) for every call. So a process
-// that dies between the call and the revocation leaves that one token valid
-// until it expires at the upstream. The upstream's revocation endpoint is
+// most 256 at a time per broker (beyond that it is left to the job, logged
+// and counted as failed); Close waits for those in flight. The job is the
+// backstop: a process that dies between handing the token out and revoking
+// it leaves a row whose job, on any instance, revokes the token
+// RevokeAfterUseBackstop after it was handed out. The cost is one small
+// transaction per single-use token. The upstream's revocation endpoint is
 // required to turn RevokeAfterUse on (tenants refuses the registration
 // otherwise); for token exchange it is the IdP's, where Locksmith
 // authenticates with its exchange client. The flag is read from the

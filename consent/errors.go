@@ -89,7 +89,9 @@ func (e *ConsentRequiredError) Is(target error) bool {
 // unchanged and the call may be retried, not before RetryAfter when set.
 // It never marks a grant needs_reauth by itself.
 type RetryableError struct {
-	// Op is what failed: "refresh", "token exchange", "revocation", "wait".
+	// Op is what failed: "refresh", "token exchange", "revocation", "wait",
+	// or "revoke after use" (a single-use token could not be recorded for
+	// revocation: a database error, not the upstream's).
 	Op string
 	// Status is the HTTP status, 0 for network errors and timeouts.
 	Status int
@@ -107,7 +109,11 @@ type RetryableError struct {
 // Error describes the failure without any token.
 func (e *RetryableError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "consent: %s: upstream temporarily unavailable", e.Op)
+	what := "upstream temporarily unavailable"
+	if e.Op == opHoldRevocation {
+		what = "the token could not be recorded for revocation, so it was not handed out"
+	}
+	fmt.Fprintf(&b, "consent: %s: %s", e.Op, what)
 	if e.Status != 0 {
 		fmt.Fprintf(&b, " (HTTP %d", e.Status)
 		if e.Code != "" {

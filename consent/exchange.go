@@ -82,7 +82,7 @@ func (b *Broker) exchangeToken(ctx context.Context, up tenants.Upstream, key cac
 	toks := body.tokens(now, req)
 	tok := Token{Value: toks.AccessToken, Scopes: toks.Scopes, ExpiresAt: toks.ExpiresAt,
 		Narrowed: len(req) > 0 && len(missingScopes(toks.Scopes, req)) == 0}
-	return b.keep(up, key, req, tok, b.cache.hashTokenA(user.RawTokenA), now, gen), nil
+	return b.keep(ctx, up, key, req, tok, b.cache.hashTokenA(user.RawTokenA), now, gen)
 }
 
 // ExchangeCode redeems an authorization code at the upstream's token

@@ -36,8 +36,10 @@ func (RefreshJobArgs) InsertOpts() river.InsertOpts {
 
 // RevokeJobArgs asks for the token kept in a grant_revocations row to be
 // revoked at the upstream (RFC 7009). The vault enqueues it in the
-// transaction that destroys the grant's tokens. The worker lives in package
-// jobs and calls Broker.RevokeAtUpstream.
+// transaction that destroys the grant's tokens, and, scheduled
+// RevokeAfterUseBackstop later, in the one that keeps a single-use token
+// before Broker.Token hands it out. The worker lives in package jobs and
+// calls Broker.RevokeAtUpstream.
 type RevokeJobArgs struct {
 	TenantID     uuid.UUID `json:"tenant_id" river:"unique"`
 	RevocationID uuid.UUID `json:"revocation_id" river:"unique"`

@@ -78,13 +78,13 @@ func (b *Broker) obtain(ctx context.Context, up tenants.Upstream, key cacheKey, 
 			if err != nil {
 				return Token{}, err
 			}
-			return b.keep(up, key, req, tok, 0, now, gen), nil
+			return b.keep(ctx, up, key, req, tok, 0, now, gen)
 		case outRefresh:
 			tok, err := b.refresh(ctx, up, lg, req, narrow)
 			if err != nil {
 				return Token{}, err
 			}
-			return b.keep(up, key, req, tok, 0, now, gen), nil
+			return b.keep(ctx, up, key, req, tok, 0, now, gen)
 		case outRevoked:
 			return Token{}, b.consentRequired(ctx, up, lg.ID, ReasonRevoked, "", unionScopes(lg.Scopes, req), nil)
 		case outReauth:

@@ -445,20 +445,53 @@ func (v *Vault) destroyTokens(ctx context.Context, tx pgx.Tx, tenantID, grantID,
 	if err != nil {
 		return fmt.Errorf("open token to revoke: %w", err)
 	}
+	_, err = v.revocationTx(ctx, tx, tenantID, grantID, upstreamID, plain, hint, time.Time{})
+	clear(plain)
+	return err
+}
+
+// revocationTx seals the token plain for a new grant_revocations row
+// (bound to the tenant, the row id and fieldRevocationToken), inserts the
+// row and enqueues its RevokeJobArgs in tx: to run at once when runAt is
+// zero, else at runAt. It returns the row's id. The caller clears plain.
+func (v *Vault) revocationTx(ctx context.Context, tx pgx.Tx, tenantID, grantID, upstreamID uuid.UUID, plain []byte, hint string, runAt time.Time) (uuid.UUID, error) {
 	revID := uuid.New()
 	resealed, err := v.sealer.Seal(ctx, tenantID, revID, fieldRevocationToken, plain)
-	clear(plain)
 	if err != nil {
-		return err
+		return uuid.Nil, err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO grant_revocations (tenant_id, id, grant_id, upstream_id, token_sealed, token_type_hint)
 		VALUES ($1, $2, $3, $4, $5, $6)`, tenantID, revID, grantID, upstreamID, resealed, hint); err != nil {
+		return uuid.Nil, err
+	}
+	var opts *river.InsertOpts
+	if !runAt.IsZero() {
+		opts = &river.InsertOpts{ScheduledAt: runAt}
+	}
+	if _, err := v.inserter.InsertTx(ctx, tx, RevokeJobArgs{TenantID: tenantID, RevocationID: revID}, opts); err != nil {
+		return uuid.Nil, fmt.Errorf("enqueue revocation: %w", err)
+	}
+	return revID, nil
+}
+
+// holdAfterUse keeps a single-use access token (see Broker.AfterUse) in a
+// grant_revocations row, sealed like every other, with its revoke job
+// scheduled at runAt, in one transaction, and returns the row's id.
+// grantID is uuid.Nil for exchanged tokens. The token is never stored in
+// plaintext.
+func (v *Vault) holdAfterUse(ctx context.Context, tenantID, grantID, upstreamID uuid.UUID, token string, runAt time.Time) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := v.inTenant(ctx, tenantID, func(tx pgx.Tx) error {
+		plain := []byte(token)
+		defer clear(plain)
+		var err error
+		id, err = v.revocationTx(ctx, tx, tenantID, grantID, upstreamID, plain, "access_token", runAt)
 		return err
+	})
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("consent: keep single-use token for revocation: %w", err)
 	}
-	if _, err := v.inserter.InsertTx(ctx, tx, RevokeJobArgs{TenantID: tenantID, RevocationID: revID}, nil); err != nil {
-		return fmt.Errorf("enqueue revocation: %w", err)
-	}
-	return nil
+	return id, nil
 }
 
 func notify(ctx context.Context, tx pgx.Tx, tenantID, grantID uuid.UUID) error {

@@ -29,8 +29,10 @@ func NewInserter(db *lsql.DB, logger *slog.Logger) (*river.Client[pgx.Tx], error
 
 // RevokeWorker runs consent.RevokeJobArgs through Broker.RevokeAtUpstream:
 // after a user revokes a grant (its tokens already destroyed locally), the
-// token is revoked at the upstream (RFC 7009). It is idempotent; transient
-// failures are retried with backoff (snoozing on Retry-After).
+// token is revoked at the upstream (RFC 7009); it is also the backstop of
+// revocation after use (a single-use token that Broker.AfterUse did not
+// revoke, e.g. after a crash). It is idempotent; transient failures are
+// retried with backoff (snoozing on Retry-After).
 type RevokeWorker struct {
 	river.WorkerDefaults[consent.RevokeJobArgs]
 	broker *consent.Broker
