@@ -173,6 +173,9 @@ type Broker struct {
 	afterSem    chan struct{}
 	afterOK     atomic.Int64
 	afterFailed atomic.Int64
+	// unwritten holds grant uses whose last_used_at write failed, for the
+	// next flush (run goroutine only).
+	unwritten []usage
 	// held maps each single-use token handed out to its grant_revocations
 	// row, for AfterUse to delete once it revoked the token.
 	held heldTokens

@@ -576,3 +576,31 @@ func TestLastUsedIsRecordedInBatches(t *testing.T) {
 		return err == nil && got.LastUsedAt != nil && time.Since(*got.LastUsedAt) < time.Minute
 	}, 5*time.Second, 20*time.Millisecond)
 }
+
+// TestLastUsedSurvivesAFailedFlush: a flush whose write fails (here its
+// context is already cancelled, as when the database is away) keeps the
+// grant uses, and the next flush records them: last_used_at is not lost.
+func TestLastUsedSurvivesAFailedFlush(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	acme := startAcme(t, 0)
+	up := e.addUpstream(t, acme, upstreamOpts{})
+	g := e.save(t, acme, up, "engineer")
+	b := e.newBroker(t, brokerOpts{}) // not started: the test runs the flushes
+	_, err := b.Token(ctx, e.tenantID, up.ID, testUser("engineer"), nil)
+	require.NoError(t, err)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	require.Equal(t, 1, b.FlushUsage(cancelled), "the failed write's use is kept")
+	got, err := e.vault.Grant(ctx, e.tenantID, g.ID)
+	require.NoError(t, err)
+	require.Nil(t, got.LastUsedAt, "nothing was written")
+
+	require.Zero(t, b.FlushUsage(ctx), "written, nothing kept")
+	got, err = e.vault.Grant(ctx, e.tenantID, g.ID)
+	require.NoError(t, err)
+	require.NotNil(t, got.LastUsedAt, "the next flush recorded the use")
+	require.WithinDuration(t, time.Now(), *got.LastUsedAt, time.Minute)
+}

@@ -1,5 +1,7 @@
 package consent
 
+import "context"
+
 // SetTestOptions sets the broker's test-only knobs on cfg: noSingleFlight
 // turns off both the in-process single flight and the cross-instance lease
 // (the guard test proves the concurrency test can fail); afterUpstream, when
@@ -12,3 +14,10 @@ func SetTestOptions(cfg *BrokerConfig, noSingleFlight bool, afterUpstream func()
 
 // CacheLen reports the number of cache entries.
 func (b *Broker) CacheLen() int { return b.cache.len() }
+
+// FlushUsage runs one last_used_at flush (as the run goroutine does) with
+// ctx, and reports how many grant uses are kept for the next one.
+func (b *Broker) FlushUsage(ctx context.Context) int {
+	b.flushUsage(ctx)
+	return len(b.unwritten)
+}

@@ -68,9 +68,7 @@ func (b *Broker) listen(ctx context.Context) (*pgx.Conn, error) {
 
 func (b *Broker) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(b.done)
-	flush := func() {
-		b.writeUsage(context.WithoutCancel(ctx), b.cache.sweep(b.now().UnixNano()))
-	}
+	flush := func() { b.flushUsage(context.WithoutCancel(ctx)) }
 	defer flush()
 	ticker := time.NewTicker(b.flush)
 	defer ticker.Stop()
@@ -153,20 +151,46 @@ func (b *Broker) handleNote(payload string) {
 	b.cache.invalidateGrant(id)
 }
 
-// writeUsage records last_used_at of the grants used since the last flush.
-func (b *Broker) writeUsage(ctx context.Context, used []usage) {
+// maxUnwritten bounds the grant uses kept for the next flush while the
+// database is away; past it the oldest are dropped (last_used_at is then
+// older than the real last use).
+const maxUnwritten = 10000
+
+// flushUsage sweeps the cache and records last_used_at of the grants used
+// since the last flush, with the uses an earlier flush could not write.
+// Only the run goroutine calls it.
+func (b *Broker) flushUsage(ctx context.Context) {
+	used := append(b.unwritten, b.cache.sweep(b.now().UnixNano())...)
+	failed := b.writeUsage(ctx, used)
+	if n := len(failed) - maxUnwritten; n > 0 {
+		b.logger.WarnContext(ctx, "grant uses not recorded: the database has been away too long", "dropped", n)
+		failed = failed[n:]
+	}
+	b.unwritten = failed
+}
+
+// writeUsage records last_used_at of the grants in used and returns those
+// whose write failed (a tenant's whole batch), for the next flush.
+func (b *Broker) writeUsage(ctx context.Context, used []usage) []usage {
 	byTenant := map[uuid.UUID][]uuid.UUID{}
 	latest := map[uuid.UUID]int64{}
 	for _, u := range used {
 		byTenant[u.tenantID] = append(byTenant[u.tenantID], u.grantID)
 		latest[u.tenantID] = max(latest[u.tenantID], u.at)
 	}
+	var failed []usage
 	for tenantID, ids := range byTenant {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := b.vault.touchUsed(ctx, tenantID, ids, time.Unix(0, latest[tenantID]))
 		cancel()
 		if err != nil {
-			b.logger.WarnContext(ctx, "record grant use", "tenant_id", tenantID, "err", err)
+			b.logger.WarnContext(ctx, "record grant use; kept for the next flush", "tenant_id", tenantID, "err", err)
+			for _, u := range used {
+				if u.tenantID == tenantID {
+					failed = append(failed, u)
+				}
+			}
 		}
 	}
+	return failed
 }
