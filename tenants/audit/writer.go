@@ -457,17 +457,29 @@ func tenantRun(batch []*pending, lo int) int {
 	return hi
 }
 
-// insertSQL allocates n sequence numbers from the tenant's head (holding its
-// row lock until COMMIT) and inserts the rows with them, in order.
-const insertSQL = `WITH h AS (
-    INSERT INTO audit_heads AS h (tenant_id, next_seq) VALUES ($1, 1 + $2::bigint)
+// insertSQL sets the tenant for row-level security, allocates n sequence
+// numbers from the tenant's head (holding its row lock until COMMIT) and
+// inserts the rows with them, in order, as one statement (one fewer per
+// batch than a separate set_config).
+//
+// The order is the executor's: the outer SELECT reads h, whose INSERT reads
+// its row from s, so set_config runs before either INSERT checks a row
+// against the policies; ins, not read by the outer query, runs after it
+// (PostgreSQL completes such data-modifying CTEs after the main query).
+// Were that order ever different, the policies would see no tenant and
+// refuse the rows: the batch fails, it never lands in another tenant.
+const insertSQL = `WITH s AS MATERIALIZED (
+    SELECT set_config('app.tenant_id', $1::text, true) AS tenant
+), h AS (
+    INSERT INTO audit_heads AS h (tenant_id, next_seq)
+    SELECT s.tenant::uuid, 1 + $2::bigint FROM s
     ON CONFLICT (tenant_id) DO UPDATE SET next_seq = h.next_seq + $2::bigint
     RETURNING h.next_seq - $2::bigint AS first
 ), ins AS (
     INSERT INTO audit_events (tenant_id, seq, at, kind, request_id, user_issuer, user_subject, user_email,
         agent, act, tool, upstream, upstream_name, method, path_template, scopes, narrowed, decision, rule,
         reason, approval_id, intent_seq, status, latency_us, error, detail, request_body, response_body)
-    SELECT $1, h.first + u.ord - 1, u.at, u.kind, u.request_id, u.user_issuer, u.user_subject, u.user_email,
+    SELECT $1::text::uuid, h.first + u.ord - 1, u.at, u.kind, u.request_id, u.user_issuer, u.user_subject, u.user_email,
         u.agent, u.act::text[], u.tool, u.upstream, u.upstream_name, u.method, u.path_template, u.scopes::text[],
         u.narrowed, u.decision, u.rule, u.reason, NULLIF(u.approval_id, '')::uuid, u.intent_seq, u.status,
         u.latency_us, u.error, u.detail::jsonb, u.request_body::jsonb, u.response_body::jsonb
@@ -495,9 +507,7 @@ func (w *Writer) flush(batch []*pending, cols *columns) (state commitState, err 
 	b := &pgx.Batch{}
 	for lo := 0; lo < len(batch); {
 		hi := tenantRun(batch, lo)
-		id := batch[lo].tenant
-		b.Queue("SELECT set_config('app.tenant_id', $1, true)", id.String())
-		b.Queue(insertSQL, cols.args(id, lo, hi)...)
+		b.Queue(insertSQL, cols.args(batch[lo].tenant, lo, hi)...)
 		lo = hi
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -507,10 +517,6 @@ func (w *Writer) flush(batch []*pending, cols *columns) (state commitState, err 
 	var firstErr error
 	for lo := 0; lo < len(batch) && firstErr == nil; {
 		hi := tenantRun(batch, lo)
-		if _, err := br.Exec(); err != nil {
-			firstErr = err
-			break
-		}
 		var first int64
 		if err := br.QueryRow().Scan(&first); err != nil {
 			firstErr = err
@@ -586,7 +592,7 @@ func (c *columns) release() {
 // args returns insertSQL's arguments for rows lo..hi of the batch, which
 // are all tenant's.
 func (c *columns) args(tenant uuid.UUID, lo, hi int) []any {
-	return []any{tenant, int64(hi - lo), c.at[lo:hi], c.kind[lo:hi], c.reqID[lo:hi], c.iss[lo:hi], c.sub[lo:hi],
+	return []any{tenant.String(), int64(hi - lo), c.at[lo:hi], c.kind[lo:hi], c.reqID[lo:hi], c.iss[lo:hi], c.sub[lo:hi],
 		c.email[lo:hi], c.agent[lo:hi], c.act[lo:hi], c.tool[lo:hi], c.up[lo:hi], c.upName[lo:hi], c.method[lo:hi],
 		c.path[lo:hi], c.scopes[lo:hi], c.narrowed[lo:hi], c.decision[lo:hi], c.rule[lo:hi], c.reason[lo:hi],
 		c.approval[lo:hi], c.intent[lo:hi], c.status[lo:hi], c.latency[lo:hi], c.errs[lo:hi], c.detail[lo:hi],
