@@ -68,8 +68,15 @@ func refreshRunAt(now, exp time.Time, ahead time.Duration, jitter func(time.Dura
 	if margin > 1 {
 		at = at.Add(-jitter(margin / 2))
 	}
-	if at.Before(now) {
+	if at.Sub(now) < riverSchedulerHorizon {
 		return now
 	}
 	return at
 }
+
+// riverSchedulerHorizon is how far ahead River's scheduler (every 5 s, not
+// configurable in River v0.51) makes scheduled jobs available: a job due
+// sooner than that after its insert may wait for the scheduler's next run,
+// up to 5 s past its time. Refreshes due that soon run at once instead
+// (at most 5 s early).
+const riverSchedulerHorizon = 5 * time.Second

@@ -58,8 +58,8 @@ type Config struct {
 // interval (plus River's jitter of 10 %) after it is due. River's scheduler
 // (every 5 s, not configurable) makes such jobs available up to 5 s ahead,
 // so it adds nothing to that; but a job inserted less than 5 s before it
-// is due (the refresh of a grant saved already expired) waits for its next
-// run and may start up to 5 s late.
+// is due waits for its next run and may start up to 5 s late (refreshes
+// due that soon are inserted to run at once: consent's refreshRunAt).
 //
 // The cost is one fetch query per interval per worker process, 10 a second
 // instead of 1: an index scan that finds nothing while no job is due, about
