@@ -78,5 +78,5 @@ func refreshRunAt(now, exp time.Time, ahead time.Duration, jitter func(time.Dura
 // configurable in River v0.51) makes scheduled jobs available: a job due
 // sooner than that after its insert may wait for the scheduler's next run,
 // up to 5 s past its time. Refreshes due that soon run at once instead
-// (at most 5 s early).
+// (at most 5 s early; enqueueRefresh inserts them with no ScheduledAt).
 const riverSchedulerHorizon = 5 * time.Second

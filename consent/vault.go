@@ -338,8 +338,14 @@ func (v *Vault) enqueueRefresh(ctx context.Context, tx pgx.Tx, g Grant) error {
 	runAt := refreshRunAt(v.now(), *g.AccessExpiresAt, v.ahead, func(d time.Duration) time.Duration {
 		return rand.N(d)
 	})
-	_, err := v.inserter.InsertTx(ctx, tx, RefreshJobArgs{TenantID: g.TenantID, GrantID: g.ID, UpstreamID: g.UpstreamID, Version: g.Version},
-		&river.InsertOpts{ScheduledAt: runAt})
+	// River inserts any job with a ScheduledAt, even a past one, as
+	// scheduled, for its scheduler (every 5 s) to make available; a refresh
+	// due now goes in without one: available at once, announced by NOTIFY.
+	var opts *river.InsertOpts
+	if runAt.After(v.now()) {
+		opts = &river.InsertOpts{ScheduledAt: runAt}
+	}
+	_, err := v.inserter.InsertTx(ctx, tx, RefreshJobArgs{TenantID: g.TenantID, GrantID: g.ID, UpstreamID: g.UpstreamID, Version: g.Version}, opts)
 	if err != nil {
 		return fmt.Errorf("enqueue refresh: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -247,4 +248,41 @@ type failingInserter struct{}
 
 func (failingInserter) InsertTx(context.Context, pgx.Tx, river.JobArgs, *river.InsertOpts) (*rivertype.JobInsertResult, error) {
 	return nil, errors.New("queue unavailable")
+}
+
+// TestRefreshDueNowIsAvailable: a grant saved with a token that expires
+// within River's scheduler horizon (or already expired) gets a refresh job
+// that is available at once (no ScheduledAt, so River doesn't wait up to
+// 5 s for its scheduler); a token with an hour left gets a scheduled one.
+func TestRefreshDueNowIsAvailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	acme := startAcme(t, 0)
+	up := e.addUpstream(t, acme, upstreamOpts{})
+	state := func(g consent.Grant) (string, time.Time) {
+		t.Helper()
+		var s string
+		var at time.Time
+		require.NoError(t, e.db.Pool().QueryRow(ctx, `SELECT state::text, scheduled_at FROM river_job
+			WHERE kind = $1 AND args->>'grant_id' = $2 AND (args->>'version')::bigint = $3`,
+			consent.RefreshJobArgs{}.Kind(), g.ID.String(), g.Version).Scan(&s, &at))
+		return s, at
+	}
+	for _, life := range []time.Duration{3 * time.Second, -time.Minute} {
+		tok := acme.issue(t, "engineer")
+		tok.ExpiresAt = time.Now().Add(life)
+		g, err := e.vault.SaveGrant(ctx, e.tenantID, up.ID, testUser("engineer"), tok)
+		require.NoError(t, err)
+		s, at := state(g)
+		require.Equal(t, "available", s, "life %v", life)
+		require.WithinDuration(t, time.Now(), at, 5*time.Second)
+	}
+	tok := acme.issue(t, "finance")
+	tok.ExpiresAt = time.Now().Add(time.Hour)
+	g, err := e.vault.SaveGrant(ctx, e.tenantID, up.ID, testUser("finance"), tok)
+	require.NoError(t, err)
+	s, at := state(g)
+	require.Equal(t, "scheduled", s)
+	require.True(t, at.After(time.Now().Add(30*time.Minute)), "refreshed ahead of expiry, not now: %v", at)
 }
