@@ -3,14 +3,19 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/locksmithhq/locksmith/consent"
+	"github.com/locksmithhq/locksmith/jobs"
 	"github.com/locksmithhq/locksmith/tenants/audit"
 )
 
@@ -77,4 +82,22 @@ func TestMetricsAudit(t *testing.T) {
 	require.Equal(t, waits0+n, metric(t, after, "locksmith_audit_commit_wait_seconds_count"))
 	require.Greater(t, metric(t, after, "locksmith_audit_commit_wait_seconds_sum"), 0.0, "each event waited for its commit")
 	require.Equal(t, waits0+n, metric(t, after, `locksmith_audit_commit_wait_seconds_bucket{le="+Inf"}`))
+}
+
+// TestMetricsJobs: the job queues' health is on /metrics: a job scheduled
+// for later is counted under its queue and state.
+func TestMetricsJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := startStack(t)
+	ins, err := jobs.NewInserter(st.Main.DB, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	_, err = ins.Insert(ctx, consent.RevokeJobArgs{TenantID: uuid.New(), RevocationID: uuid.New()},
+		&river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+
+	body := scrape(t, st)
+	require.Equal(t, 1.0, metric(t, body, "locksmith_jobs_health_up"))
+	require.GreaterOrEqual(t, metric(t, body, `locksmith_jobs{queue="grants",state="scheduled"}`), 1.0)
+	require.Contains(t, body, `locksmith_jobs_oldest_due_seconds{queue="grants"}`)
 }

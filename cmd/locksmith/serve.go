@@ -148,7 +148,7 @@ func (m *Main) Open(ctx context.Context) error {
 			ApprovalWebhook: m.ApprovalWebhook,
 			// Set behind a trusted proxy so sign-in rate limits are per client.
 			ClientIPHeader: m.Config.ClientIPHeader,
-			Registry:       metricsRegistry(m.Broker, mcpHandler, m.Audit),
+			Registry:       metricsRegistry(m.Broker, mcpHandler, m.Audit, m.DB),
 		}); err != nil {
 			return err
 		}

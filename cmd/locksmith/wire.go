@@ -11,6 +11,7 @@ import (
 
 	"github.com/locksmithhq/locksmith/consent"
 	"github.com/locksmithhq/locksmith/jobs"
+	lsql "github.com/locksmithhq/locksmith/sql"
 	"github.com/locksmithhq/locksmith/tenants"
 	"github.com/locksmithhq/locksmith/tenants/approvals"
 	"github.com/locksmithhq/locksmith/tenants/audit"
@@ -111,9 +112,9 @@ func (m *Main) openMCP(verifier *tokena.Verifier) (*webmcp.Handler, error) {
 // metricsRegistry is the /metrics registry: the web server's collectors,
 // the token broker's counters of revocations after use and the MCP
 // endpoint's count of upstream circuits opened.
-func metricsRegistry(b *consent.Broker, h *webmcp.Handler, w *audit.Writer) *prometheus.Registry {
+func metricsRegistry(b *consent.Broker, h *webmcp.Handler, w *audit.Writer, db *lsql.DB) *prometheus.Registry {
 	reg := web.NewRegistry()
-	reg.MustRegister(auditCollector{w})
+	reg.MustRegister(auditCollector{w}, &jobsCollector{db: db})
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "locksmith_upstream_circuit_opens_total",
 		Help: "Times an upstream's circuit breaker opened on this instance (repeated failures: Locksmith stops calling it for the cool-down).",
@@ -169,6 +170,73 @@ func (c auditCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	n += s.WaitCounts[len(audit.WaitBuckets)]
 	ch <- prometheus.MustNewConstHistogram(auditWaitDesc, n, s.WaitSum, buckets)
+}
+
+// jobsCollector reports the job queues' health (jobs.ReadHealth), read at
+// most every jobsHealthTTL however often /metrics is scraped. The figures
+// are the database's, so every instance reports the same: aggregate with
+// max(), not sum(). When the read fails, only locksmith_jobs_health_up (0)
+// is reported.
+type jobsCollector struct {
+	db *lsql.DB
+
+	mu   sync.Mutex
+	at   time.Time
+	last jobs.Health
+	err  error
+}
+
+const (
+	jobsHealthTTL     = 10 * time.Second
+	jobsHealthTimeout = 2 * time.Second
+)
+
+var (
+	jobsUpDesc = prometheus.NewDesc("locksmith_jobs_health_up",
+		"1 if the job queues' state could be read from the database at the last try, else 0.", nil, nil)
+	jobsWaitingDesc = prometheus.NewDesc("locksmith_jobs",
+		"Jobs not finished, by queue and state (available, scheduled, retryable, running); the same on every instance.", []string{"queue", "state"}, nil)
+	jobsOldestDueDesc = prometheus.NewDesc("locksmith_jobs_oldest_due_seconds",
+		"How long the oldest due job of the queue has waited to start (0 when none is waiting): growth means the workers don't keep up.", []string{"queue"}, nil)
+	jobsDiscardedDesc = prometheus.NewDesc("locksmith_jobs_discarded_24h",
+		"Jobs River gave up on (attempts used up, or cancelled by their worker) in the last 24 hours, by kind: alert on increase.", []string{"kind"}, nil)
+)
+
+func (*jobsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{jobsUpDesc, jobsWaitingDesc, jobsOldestDueDesc, jobsDiscardedDesc} {
+		ch <- d
+	}
+}
+
+func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	if time.Since(c.at) >= jobsHealthTTL {
+		ctx, cancel := context.WithTimeout(context.Background(), jobsHealthTimeout)
+		c.last, c.err = jobs.ReadHealth(ctx, c.db)
+		cancel()
+		c.at = time.Now()
+	}
+	h, err := c.last, c.err
+	c.mu.Unlock()
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(jobsUpDesc, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(jobsUpDesc, prometheus.GaugeValue, 1)
+	queues := map[string]bool{}
+	for _, q := range h.Waiting {
+		queues[q.Queue] = true
+		ch <- prometheus.MustNewConstMetric(jobsWaitingDesc, prometheus.GaugeValue, float64(q.Jobs), q.Queue, q.State)
+	}
+	for q := range h.OldestDue {
+		queues[q] = true
+	}
+	for q := range queues {
+		ch <- prometheus.MustNewConstMetric(jobsOldestDueDesc, prometheus.GaugeValue, h.OldestDue[q].Seconds(), q)
+	}
+	for kind, n := range h.Discarded {
+		ch <- prometheus.MustNewConstMetric(jobsDiscardedDesc, prometheus.GaugeValue, float64(n), kind)
+	}
 }
 
 // idpExchange finds a tenant's token-exchange client: Locksmith's OIDC client
