@@ -531,6 +531,19 @@ func (e *env) revokeJob(t testing.TB, id uuid.UUID) *rivertype.JobRow {
 
 // workRevokeJob works job as River would, with the production revoke
 // worker over b, and returns the updated job and the worker's error.
+// requireJobRevokes works job with broker b and requires that it completes
+// having revoked token at Acme exactly once, leaving no grant_revocations
+// row.
+func (e *env) requireJobRevokes(t *testing.T, acme *acmeServer, b *consent.Broker, job *rivertype.JobRow, token string) {
+	t.Helper()
+	res, err := e.workRevokeJob(t, b, job)
+	require.NoError(t, err)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	require.Equal(t, http.StatusUnauthorized, acme.listTasks(t, token), "revoked by the job")
+	require.Equal(t, map[string]int{tasks.TokenHash(token): 1}, revocationsOf(acme))
+	require.Empty(t, e.revocationRows(t))
+}
+
 func (e *env) workRevokeJob(t *testing.T, b *consent.Broker, job *rivertype.JobRow) (*rivertest.WorkResult, error) {
 	t.Helper()
 	ctx := context.Background()
@@ -642,12 +655,7 @@ func TestRevokeAfterUseFailureLeftToJob(t *testing.T) {
 	require.Equal(t, 1, rows[0].attempts)
 
 	failing.Store(false)
-	res, err = e.workRevokeJob(t, later, res.Job)
-	require.NoError(t, err)
-	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	require.Equal(t, http.StatusUnauthorized, acme.listTasks(t, tok.Value), "revoked by the job")
-	require.Equal(t, map[string]int{tasks.TokenHash(tok.Value): 1}, revocationsOf(acme))
-	require.Empty(t, e.revocationRows(t))
+	e.requireJobRevokes(t, acme, later, res.Job, tok.Value)
 }
 
 // TestRevokeAfterUseSurvivesCrash: a process that dies after handing a
@@ -679,12 +687,7 @@ func TestRevokeAfterUseSurvivesCrash(t *testing.T) {
 
 	restarted := e.newBroker(t, brokerOpts{})
 	t.Cleanup(restarted.Close)
-	res, err := e.workRevokeJob(t, restarted, job)
-	require.NoError(t, err)
-	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	require.Equal(t, http.StatusUnauthorized, acme.listTasks(t, tok.Value), "revoked by the job after the crash")
-	require.Equal(t, map[string]int{tasks.TokenHash(tok.Value): 1}, revocationsOf(acme))
-	require.Empty(t, e.revocationRows(t))
+	e.requireJobRevokes(t, acme, restarted, job, tok.Value)
 }
 
 // TestRevokeAfterUseNotHandedOutUnrecorded: when the grant_revocations row

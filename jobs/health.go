@@ -34,13 +34,13 @@ type QueueCount struct {
 // DiscardedWindow is how far back Health.Discarded looks.
 const DiscardedWindow = 24 * time.Hour
 
-// ReadHealth reads the queues' Health in one read-only transaction. The
+// ReadHealth reads the queues' Health in one transaction. The
 // queries use River's own indexes (state, queue, … and state, finalized_at),
 // so their cost follows the jobs waiting and the recent failures, not the
 // completed jobs River keeps for a day.
 func ReadHealth(ctx context.Context, db *lsql.DB) (Health, error) {
 	h := Health{OldestDue: map[string]time.Duration{}, Discarded: map[string]int64{}}
-	err := pgx.BeginTxFunc(ctx, db.Pool(), pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := db.InTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT queue, state::text, count(*) FROM river_job
 			WHERE state IN ('available', 'scheduled', 'retryable', 'running') GROUP BY 1, 2 ORDER BY 1, 2`)
 		if err != nil {

@@ -100,7 +100,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) error 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM account_tokens WHERE account_id = $1 AND purpose = 'reset_password' AND used_at IS NULL", id); err != nil {
+		if _, err := tx.Exec(ctx, deleteUnusedResetsSQL, id); err != nil {
 			return err
 		}
 		_, err = s.resetJobs.InsertTx(ctx, tx, PasswordResetArgs{AccountID: id}, nil)
@@ -127,7 +127,7 @@ func (s *Service) MintPasswordReset(ctx context.Context, accountID uuid.UUID) (A
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM account_tokens WHERE account_id = $1 AND purpose = 'reset_password' AND used_at IS NULL", accountID); err != nil {
+		if _, err := tx.Exec(ctx, deleteUnusedResetsSQL, accountID); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, "INSERT INTO account_tokens (token_hash, account_id, purpose, expires_at) VALUES ($1, $2, 'reset_password', $3)",
@@ -139,6 +139,10 @@ func (s *Service) MintPasswordReset(ctx context.Context, accountID uuid.UUID) (A
 	}
 	return a, tok, expires, nil
 }
+
+// deleteUnusedResetsSQL makes the account's ($1) earlier unused reset
+// links stop working: at a new request, and again at each mint.
+const deleteUnusedResetsSQL = "DELETE FROM account_tokens WHERE account_id = $1 AND purpose = 'reset_password' AND used_at IS NULL"
 
 // SetPasswordURL is the set-password link for a token.
 func (s *Service) SetPasswordURL(token string) string {
