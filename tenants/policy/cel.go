@@ -57,6 +57,15 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	)
 })
 
+// compileMu serialises compiles (check, cost estimate, program) in
+// celEnv. cel-go v0.33.2's checker fills the environment's catalog lazily
+// (sync.Once, on an undeclared reference) while another check may read that
+// field unguarded (entering a comprehension's scope): a data race that
+// `go test -race` found. Compiles are rare (at save, and once per condition
+// and process: programCache), so the lock costs nothing on the call path;
+// evaluation does not take it.
+var compileMu sync.Mutex
+
 // CompileCondition checks a condition as it is saved: syntax, names and
 // types, the result type (bool or string), and the cost. The error is a
 // *tenants.Error of kind ErrInvalid with Field "condition" and a message
@@ -81,6 +90,8 @@ func compile(expr string) (cel.Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: cel environment: %w", err)
 	}
+	compileMu.Lock()
+	defer compileMu.Unlock()
 	ast, iss := env.Compile(expr)
 	if iss != nil && iss.Err() != nil {
 		return nil, tenants.Invalid("condition", issueMessage(iss))
