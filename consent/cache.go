@@ -61,6 +61,10 @@ type tokenCache struct {
 	gen atomic.Uint64
 	// seed keys the Token A hash.
 	seed maphash.Seed
+	// uncached holds, per grant, the last use of a token that was handed
+	// out but not cached (an invalidation raced its fill, or it expires too
+	// soon), for the next sweep: such uses are recorded too. Under mu.
+	uncached map[uuid.UUID]usage
 }
 
 func newTokenCache() (*tokenCache, error) {
@@ -77,7 +81,8 @@ func newTokenCache() (*tokenCache, error) {
 		return nil, err
 	}
 	clear(key)
-	return &tokenCache{aead: aead, seed: maphash.MakeSeed(), m: map[cacheKey]*cacheEntry{}, byGrant: map[uuid.UUID]map[cacheKey]struct{}{}}, nil
+	return &tokenCache{aead: aead, seed: maphash.MakeSeed(), m: map[cacheKey]*cacheEntry{},
+		byGrant: map[uuid.UUID]map[cacheKey]struct{}{}, uncached: map[uuid.UUID]usage{}}, nil
 }
 
 // hashScopes is FNV-1a over the scopes, each followed by a zero byte.
@@ -136,6 +141,9 @@ func (c *tokenCache) get(key cacheKey, req []string, now int64, tokenA string) (
 func (c *tokenCache) put(key cacheKey, req []string, tenantID uuid.UUID, tok Token, tokenA uint64, margin time.Duration, now time.Time, gen uint64) {
 	useUntil := tok.ExpiresAt.Add(-margin)
 	if !useUntil.After(now) || tok.Value == "" {
+		c.mu.Lock()
+		c.noteUncachedLocked(tenantID, tok.GrantID, now.UnixNano())
+		c.mu.Unlock()
 		return
 	}
 	e := &cacheEntry{
@@ -158,6 +166,7 @@ func (c *tokenCache) put(key cacheKey, req []string, tenantID uuid.UUID, tok Tok
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen.Load() != gen {
+		c.noteUncachedLocked(tenantID, tok.GrantID, now.UnixNano())
 		return
 	}
 	c.m[key] = e
@@ -168,6 +177,17 @@ func (c *tokenCache) put(key cacheKey, req []string, tenantID uuid.UUID, tok Tok
 			c.byGrant[tok.GrantID] = keys
 		}
 		keys[key] = struct{}{}
+	}
+}
+
+// noteUncachedLocked records a use of grantID's token that is not in the
+// cache, for the next sweep; c.mu is held.
+func (c *tokenCache) noteUncachedLocked(tenantID, grantID uuid.UUID, at int64) {
+	if grantID == uuid.Nil {
+		return
+	}
+	if u, ok := c.uncached[grantID]; !ok || at > u.at {
+		c.uncached[grantID] = usage{tenantID: tenantID, grantID: grantID, at: at}
 	}
 }
 
@@ -215,7 +235,7 @@ type usage struct {
 }
 
 // sweep drops entries past their use-by time and returns the grants used
-// since the previous sweep reported them. Each entry remembers what it last
+// (cached or not: noteUncachedLocked) since the previous sweep reported them. Each entry remembers what it last
 // reported, so a use stamped just before a sweep but stored after it is
 // reported by the next sweep instead of being lost.
 func (c *tokenCache) sweep(now int64) []usage {
@@ -223,6 +243,11 @@ func (c *tokenCache) sweep(now int64) []usage {
 	defer c.mu.Unlock()
 	seen := map[uuid.UUID]int{}
 	var used []usage
+	for id, u := range c.uncached {
+		seen[id] = len(used)
+		used = append(used, u)
+		delete(c.uncached, id)
+	}
 	for k, e := range c.m {
 		if e.grantID != uuid.Nil {
 			if at := e.lastUsed.Load(); at > e.reported {
